@@ -1,0 +1,60 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is for developers.
+# Needs only Python 3.11, pip, make and git: uv is installed into .tools/, the app into .venv/.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.synced
+BIN := $(VENV)/bin
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-slow lint fmt typecheck bench clean db-url db-stop
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(STAMP) ## create .venv with the locked dependencies
+
+run: install ## serve the API on HOST:PORT (default 127.0.0.1:8000), embedded database and models
+	$(BIN)/chatbot serve
+
+test: install ## the default test suite (unit + real-Postgres integration)
+	$(BIN)/pytest
+
+test-slow: install ## the slow suites only
+	$(BIN)/pytest -m slow
+
+lint: install ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+fmt: install ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install ## time-to-first-token and latency percentiles of the embedded default
+	$(BIN)/python -m bench.ttft
+
+db-url: install ## print the database URL (for psql)
+	@$(BIN)/chatbot db-url
+
+db-stop: install ## stop the embedded Postgres server
+	$(BIN)/chatbot db-stop
+
+clean: ## remove the virtual environments (keeps .data/)
+	rm -rf $(VENV) $(TOOLS)

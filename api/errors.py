@@ -1,0 +1,79 @@
+"""Errors the widget can show: every failure answers `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+FIELD_LABELS = {
+    "message": "Le message",
+    "user_id": "L'identifiant utilisateur (user_id)",
+    "userId": "L'identifiant utilisateur (userId)",
+    "conversation_id": "L'identifiant de conversation (conversation_id)",
+    "conversationId": "L'identifiant de conversation (conversationId)",
+    "timestamp": "La date d'envoi (timestamp)",
+}
+
+
+class ApiError(Exception):
+    """An error with a status, a stable code and a message for the user."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def describe(error: dict[str, Any]) -> str:
+    """One validation error in French."""
+    kind = str(error.get("type", ""))
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    field = loc[-1] if loc else ""
+    label = FIELD_LABELS.get(field, f"Le champ « {field} »" if field else "La requête")
+    ctx = error.get("ctx") or {}
+    match kind:
+        case "missing":
+            return f"{label} est manquant."
+        case "string_too_short":
+            return f"{label} est vide."
+        case "string_too_long":
+            return f"{label} est trop long (au plus {ctx.get('max_length')} caractères)."
+        case "string_type":
+            return f"{label} doit être une chaîne de caractères."
+        case "string_pattern_mismatch":
+            return f"{label} contient des caractères non autorisés."
+        case "json_invalid":
+            return "Le corps de la requête n'est pas du JSON valide."
+        case "model_attributes_type" | "dict_type":
+            return "Le corps de la requête doit être un objet JSON."
+        case kind if kind.startswith("datetime"):
+            return f"{label} doit être une date ISO 8601, par exemple 2025-11-03T12:00:00Z."
+        case _:
+            return f"{label} est invalide : {error.get('msg', kind)}."
+
+
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}, "detail": detail if detail else message}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that shape errors."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        messages = list(dict.fromkeys(describe(e) for e in errors)) or ["Requête invalide."]
+        detail = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]
+        return JSONResponse(
+            status_code=422, content=error_body("invalid_request", " ".join(messages), detail)
+        )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status, content=error_body(exc.code, exc.message), headers=exc.headers
+        )

@@ -1,0 +1,101 @@
+"""The HTTP payloads: v2 (`user_id`, `conversation_id`) and v1 (`userId`, `conversationId`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+MAX_MESSAGE_CHARS = 4000
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+
+
+class ChatRequest(BaseModel):
+    """A widget's message, in either payload version (the seed's A/B migration sends both)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    user_id: str = Field(
+        validation_alias=AliasChoices("user_id", "userId"), pattern=IDENTIFIER, examples=["u-42"]
+    )
+    conversation_id: str = Field(
+        validation_alias=AliasChoices("conversation_id", "conversationId"),
+        pattern=IDENTIFIER,
+        examples=["conv-1"],
+    )
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    timestamp: datetime | None = Field(default=None, description="The client's send time (ISO 8601)")
+    api_version: Literal["v1", "v2"] = Field(default="v2", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _detect_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("userId" in data or "conversationId" in data):
+            return {**data, "api_version": "v1"}
+        return data
+
+
+class SourceOut(BaseModel):
+    """A passage the answer cites."""
+
+    number: int
+    id: int
+    title: str
+    section: str
+    source: str
+    agent_owner: str
+    score: float
+    excerpt: str
+
+
+class ChatResponse(BaseModel):
+    """The non-streaming answer; the seed's widget reads `message`, `agent` and `timestamp`."""
+
+    message: str
+    agent: Literal["audrey", "carole", "escalate"]
+    timestamp: datetime
+    conversation_id: str
+    message_id: str
+    sources: list[SourceOut]
+    model: str
+    latency_ms: int
+    llm: bool
+    note: str | None = None
+
+
+class MessageOut(BaseModel):
+    """One message of a conversation's history."""
+
+    id: str
+    role: str
+    content: str
+    agent: str | None
+    status: str
+    created_at: datetime
+
+
+class HistoryResponse(BaseModel):
+    conversation_id: str
+    messages: list[MessageOut]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unreachable"]
+    mode: Literal["embedded", "production"]
+    llm: bool
+    providers: dict[str, str]
+    documents: dict[str, int]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx: `error.message` is written for the widget to show as is."""
+
+    error: ErrorBody
+    detail: Any = None

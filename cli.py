@@ -1,0 +1,77 @@
+"""`chatbot`: the project's command line (serve, ingest, db-url, db-stop)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import get_args
+
+from graph.settings import Settings, get_settings
+from graph.state import AgentOwner
+
+
+async def _ingest(settings: Settings, path: Path, agent: AgentOwner, prune: bool) -> int:
+    from graph.ingest import ingest_path
+    from graph.providers.embeddings import make_embeddings
+    from graph.services import open_database
+    from graph.store.documents import EmbeddingMismatch
+
+    embeddings = make_embeddings(settings.embedding_model)
+    async with open_database(settings) as (_, pool):
+        try:
+            report = await ingest_path(pool, embeddings, path, agent, prune=prune)
+        except (EmbeddingMismatch, FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(f"{path} ({agent}): {report.summary()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve the API on HOST:PORT")
+    ingest = commands.add_parser("ingest", help="ingest .md/.txt/.html files for one agent")
+    ingest.add_argument("path", type=Path)
+    ingest.add_argument("--agent", required=True, choices=get_args(AgentOwner))
+    ingest.add_argument(
+        "--no-prune", action="store_true", help="keep chunks of files no longer in the folder"
+    )
+    commands.add_parser("db-url", help="print the URL of the database in use (starts it if embedded)")
+    commands.add_parser("db-stop", help="stop the embedded database server")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+    match args.command:
+        case "serve":
+            from server import main as serve
+
+            serve()
+            return 0
+        case "ingest":
+            return asyncio.run(_ingest(settings, args.path, args.agent, not args.no_prune))
+        case "db-url":
+            from graph.store.postgres import resolve_database_url
+
+            print(resolve_database_url(settings))
+            return 0
+        case "db-stop":
+            from graph.store.postgres import stop_embedded
+
+            stopped = settings.embedded_database and stop_embedded(settings.data_dir)
+            print("stopped" if stopped else "no embedded server running")
+            return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

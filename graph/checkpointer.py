@@ -1,0 +1,21 @@
+"""LangGraph's Postgres checkpointer on the application's own pool."""
+
+from __future__ import annotations
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from graph.state import Passage, RouteDecision
+from graph.store.postgres import Pool
+
+
+def make_serializer() -> JsonPlusSerializer:
+    """msgpack with an explicit allow-list: our state's models load, nothing else does."""
+    return JsonPlusSerializer(allowed_msgpack_modules=[RouteDecision, Passage])
+
+
+async def make_checkpointer(pool: Pool) -> AsyncPostgresSaver:
+    """Checkpoints live beside the messages, keyed by thread_id = conversation_id."""
+    saver = AsyncPostgresSaver(pool, serde=make_serializer())  # type: ignore[arg-type]
+    await saver.setup()
+    return saver

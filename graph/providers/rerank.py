@@ -1,0 +1,62 @@
+"""Rerankers: reorder retrieved passages for the chosen route, keep the best few."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from graph.providers.embeddings import EmbeddingCache, cosine
+from graph.state import Passage
+from graph.text import split_sentences
+
+
+class Reranker(Protocol):
+    """Scores passages against a query and returns the top `top_n`, best first."""
+
+    name: str
+
+    async def rerank(self, query: str, passages: Sequence[Passage], top_n: int) -> list[Passage]: ...
+
+
+class SentenceReranker:
+    """Offline reranker: a passage is as good as its best sentence.
+
+    Chunk embeddings blur a section's several points together; scoring each sentence against
+    the question (late interaction, e5 on both sides) finds the passage that actually answers.
+    The sentence embeddings are cached and reused by the extractive composer.
+    """
+
+    name = "embedded/sentence-max"
+
+    def __init__(self, embeddings: EmbeddingCache, weight: float = 0.6):
+        self._embeddings = embeddings
+        self._weight = weight
+
+    async def rerank(self, query: str, passages: Sequence[Passage], top_n: int) -> list[Passage]:
+        if not passages:
+            return []
+        query_vector = await self._embeddings.query(query)
+        sentences = [split_sentences(p.content)[:15] or [p.content] for p in passages]
+        flat = [s for group in sentences for s in group]
+        sims = cosine(await self._embeddings.texts(flat), query_vector)
+        scored: list[Passage] = []
+        start = 0
+        for passage, group in zip(passages, sentences, strict=True):
+            best = float(np.max(sims[start : start + len(group)]))
+            start += len(group)
+            score = self._weight * best + (1 - self._weight) * passage.similarity
+            scored.append(passage.model_copy(update={"rerank_score": round(score, 6)}))
+        scored.sort(key=lambda p: p.rerank_score or 0.0, reverse=True)
+        return scored[:top_n]
+
+
+def make_reranker(name: str, embeddings: EmbeddingCache) -> Reranker:
+    """Build the reranker named `provider/model`."""
+    provider, _, _ = name.partition("/")
+    match provider:
+        case "embedded":
+            return SentenceReranker(embeddings)
+        case _:
+            raise ValueError(f"Unknown reranker provider {provider!r} in {name!r}")

@@ -1,0 +1,60 @@
+"""The HTTP server: builds the services once, mounts the routes. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api import errors
+from api.ratelimit import SlidingWindowLimiter
+from api.routes import chat, conversations, health
+from graph.services import open_services
+from graph.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app. All API routes sit under /api so nginx's `/api/v2/` -> `/api/` works."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            app.state.limiter = SlidingWindowLimiter(settings.rate_limit_per_minute)
+            yield
+
+    app = FastAPI(
+        title="Chatbot L'Agence des Copines — API v2",
+        version="2.0.0",
+        description="Audrey (marketing automation) and Carole (content creation), with escalation "
+        "to a person. Embedded mode composes answers from the knowledge base without an LLM.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+    )
+    errors.install(app)
+    api = APIRouter(prefix="/api")
+    api.include_router(chat.router)
+    api.include_router(conversations.router)
+    api.include_router(health.router)  # /api/health, same as /health
+    api.include_router(health.analytics_router)
+    app.include_router(api)
+    app.include_router(health.router, include_in_schema=False)  # /health, as nginx expects
+    return app
+
+
+def main() -> None:
+    """Serve with uvicorn on HOST:PORT."""
+    import uvicorn
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
