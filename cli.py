@@ -40,11 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument(
         "--no-prune", action="store_true", help="keep chunks of files no longer in the folder"
     )
-    commands.add_parser("db-url", help="print the URL of the database in use (starts it if embedded)")
+    commands.add_parser(
+        "db-url", help="print the URL of the database in use (starts it if embedded)"
+    )
     commands.add_parser("db-stop", help="stop the embedded database server")
     args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
 
     match args.command:
         case "serve":

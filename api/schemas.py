@@ -25,7 +25,9 @@ class ChatRequest(BaseModel):
         examples=["conv-1"],
     )
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    timestamp: datetime | None = Field(default=None, description="The client's send time (ISO 8601)")
+    timestamp: datetime | None = Field(
+        default=None, description="The client's send time (ISO 8601)"
+    )
     api_version: Literal["v1", "v2"] = Field(default="v2", exclude=True)
 
     @model_validator(mode="before")

@@ -16,6 +16,6 @@ def make_serializer() -> JsonPlusSerializer:
 
 async def make_checkpointer(pool: Pool) -> AsyncPostgresSaver:
     """Checkpoints live beside the messages, keyed by thread_id = conversation_id."""
-    saver = AsyncPostgresSaver(pool, serde=make_serializer())  # type: ignore[arg-type]
+    saver = AsyncPostgresSaver(pool, serde=make_serializer())
     await saver.setup()
     return saver

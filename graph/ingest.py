@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -15,9 +16,9 @@ from tqdm import tqdm
 
 from graph.providers.embeddings import EmbeddingCache
 from graph.state import AgentOwner
-from graph.text import split_sentences
 from graph.store import documents, sentences
 from graph.store.postgres import Pool
+from graph.text import split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +119,45 @@ def embedding_text(chunk: Chunk) -> str:
     return f"{heading}\n{chunk.text}" if heading else chunk.text
 
 
-def discover(path: Path) -> list[tuple[Path, str]]:
-    """(file, source name) pairs under `path`.
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest, read once."""
+
+    name: str
+    data: bytes
+    markdown: str
+    fallback_title: str
+
+
+def read_sources(path: Path) -> tuple[list[SourceFile], str | None]:
+    """The files under `path` and, for a folder, the source prefix that folder owns.
 
     Names are relative to the folder given (prefixed by its name), so they survive a fresh
     clone elsewhere, and two folders ingested for one agent do not prune each other.
     """
+    if not path.exists():
+        raise FileNotFoundError(f"No such file or folder: {path}")
     if path.is_file():
-        return [(path, path.name)]
-    return [
-        (file, f"{path.resolve().name}/{file.relative_to(path).as_posix()}")
-        for file in sorted(path.rglob("*"))
-        if file.is_file() and file.suffix.lower() in SUFFIXES
+        pairs, folder = [(path, path.name)], None
+    else:
+        folder = f"{path.resolve().name}/"
+        pairs = [
+            (file, f"{folder}{file.relative_to(path).as_posix()}")
+            for file in sorted(path.rglob("*"))
+            if file.is_file() and file.suffix.lower() in SUFFIXES
+        ]
+    if not pairs:
+        raise ValueError(f"No .md, .txt or .html files under {path}")
+    files = [
+        SourceFile(
+            name=name,
+            data=file.read_bytes(),
+            markdown=load_markdown(file),
+            fallback_title=file.stem.replace("-", " "),
+        )
+        for file, name in pairs
     ]
+    return files, folder
 
 
 def _sha256(*parts: str | bytes) -> str:
@@ -157,23 +184,19 @@ async def ingest_path(
     edited one has its chunks replaced in one transaction; with `prune`, sources that vanished
     from the folder are removed. Refuses to mix embedding models or sizes in one index.
     """
-    if not path.exists():
-        raise FileNotFoundError(f"No such file or folder: {path}")
-    files = discover(path)
-    if not files:
-        raise ValueError(f"No .md, .txt or .html files under {path}")
+    files, folder = await asyncio.to_thread(read_sources, path)
     await documents.check_embedding_compatible(pool, embeddings.name, embeddings.dimensions)
     report = IngestReport()
     prefix = f"{agent}:"
     pending: list[tuple[str, str, list[Chunk], bool]] = []
-    for file, name in files:
-        source = f"{prefix}{name}"
-        source_hash = _sha256(file.read_bytes(), CHUNKER_VERSION, agent)
+    for file in files:
+        source = f"{prefix}{file.name}"
+        source_hash = _sha256(file.data, CHUNKER_VERSION, agent)
         stored_hash, stored_model, _ = await documents.source_fingerprint(pool, source)
         if stored_hash == source_hash and stored_model == embeddings.name:
             report.unchanged += 1
             continue
-        chunks = chunk_markdown(load_markdown(file), fallback_title=file.stem.replace("-", " "))
+        chunks = chunk_markdown(file.markdown, fallback_title=file.fallback_title)
         pending.append((source, source_hash, chunks, stored_hash is not None))
     quoted_by_source = {
         source: list(dict.fromkeys(s for chunk in chunks for s in split_sentences(chunk.text)))
@@ -187,7 +210,9 @@ async def ingest_path(
         vectors: list[np.ndarray[tuple[int], np.dtype[np.float32]]] = []
         for start in range(0, len(chunks), batch_size):
             batch = chunks[start : start + batch_size]
-            matrix = await embeddings.embeddings.aembed_documents([embedding_text(c) for c in batch])
+            matrix = await embeddings.embeddings.aembed_documents(
+                [embedding_text(c) for c in batch]
+            )
             vectors.extend(np.asarray(row, dtype=np.float32) for row in matrix)
             bar.update(len(batch))
         rows = [
@@ -211,20 +236,21 @@ async def ingest_path(
         # The embedded reranker and composer score sentences: embed them now, not per request.
         quoted = quoted_by_source[source]
         for start in range(0, len(quoted), batch_size):
-            batch = quoted[start : start + batch_size]
-            matrix = await embeddings.texts(batch)
-            await sentences.save(pool, embeddings.name, list(zip(batch, matrix, strict=True)))
-            bar.update(len(batch))
+            texts = quoted[start : start + batch_size]
+            sentence_vectors = await embeddings.texts(texts)
+            await sentences.save(
+                pool, embeddings.name, list(zip(texts, sentence_vectors, strict=True))
+            )
+            bar.update(len(texts))
         report.chunks += len(rows)
         if existed:
             report.updated += 1
         else:
             report.added += 1
     bar.close()
-    if prune and path.is_dir():
-        present = {f"{prefix}{name}" for _, name in files}
-        folder_prefix = f"{prefix}{path.resolve().name}/"
-        gone = [s for s in await documents.sources_under(pool, folder_prefix) if s not in present]
+    if prune and folder is not None:
+        present = {f"{prefix}{file.name}" for file in files}
+        gone = [s for s in await documents.sources_under(pool, prefix + folder) if s not in present]
         report.removed = len(gone)
         await documents.delete_sources(pool, gone)
     return report

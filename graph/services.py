@@ -58,13 +58,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Everything the server needs, with the sample knowledge ingested on an empty embedded DB."""
     async with open_database(settings) as (url, pool):
         providers = await make_providers(settings, pool)
-        if settings.ingest_on_start and settings.embedded_database:
-            if not await documents.count_by_agent(pool):
-                log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)
-                reports = await ingest_knowledge_base(
-                    pool, providers.embeddings, settings.knowledge_dir
-                )
-                log.info("knowledge base: %s", flatten(reports.values()).summary())
+        first_start = settings.ingest_on_start and settings.embedded_database
+        if first_start and not await documents.count_by_agent(pool):
+            log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)
+            reports = await ingest_knowledge_base(
+                pool, providers.embeddings, settings.knowledge_dir
+            )
+            log.info("knowledge base: %s", flatten(reports.values()).summary())
         checkpointer = await make_checkpointer(pool)
         graph = build_graph(checkpointer=checkpointer)
         context = Context(

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # Storage: unset DATABASE_URL means the embedded Postgres under DATA_DIR.
-    database_url: PostgresDsn | None = None
+    database_url: str | None = None
     data_dir: Path = Path(".data")
     db_pool_max_size: int = Field(default=10, ge=1)
 
@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     # Retrieval knobs (defaults for the run-time Context).
     retrieve_k: int = Field(default=8, ge=1, le=50)
     rerank_top_n: int = Field(default=4, ge=1, le=20)
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _check_database_url(cls, value: object) -> object:
+        # Empty means unset (embedded). Socket URLs (`postgresql://user@/db?host=/dir`, as
+        # `chatbot db-url` prints) are valid libpq URLs, so no stricter DSN type here.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str) and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

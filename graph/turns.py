@@ -16,16 +16,21 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StreamMode
 from pydantic import BaseModel
 
 from graph.context import Context
 from graph.providers import Providers
-from graph.state import ChatState, Passage, RouteDecision
+from graph.state import ChatState, Passage, Route, RouteDecision
 from graph.store import messages as store
 from graph.store.postgres import Pool
 
 log = logging.getLogger(__name__)
+
+# Node updates (route, sources, answer metadata) and the generator's own token writes.
+STREAM_MODES: list[StreamMode] = ["updates", "custom"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class MetadataEvent(TurnEvent):
 
 class RouteEvent(TurnEvent):
     kind: str = "route"
-    agent: str
+    agent: Route
     reason: str
     confidence: float
     router: str
@@ -78,7 +83,7 @@ class TokenEvent(TurnEvent):
 class EndEvent(TurnEvent):
     kind: str = "end"
     message_id: str
-    agent: str
+    agent: Route
     model: str
     latency_ms: int
     first_token_ms: int | None
@@ -177,10 +182,10 @@ class TurnRunner:
         task.add_done_callback(self._tasks.discard)
         return _drain(queue)
 
-    async def wait_idle(self, timeout: float = 30.0) -> None:
+    async def wait_idle(self, grace_seconds: float = 30.0) -> None:
         """Let running turns finish and save (server shutdown)."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
 
     async def _produce(
         self,
@@ -199,7 +204,7 @@ class TurnRunner:
                 user_message_id=str(user_message_id),
             )
         )
-        config: dict[str, Any] = {
+        config: RunnableConfig = {
             "configurable": {"thread_id": request.conversation_id},
             "run_name": "chat_turn",
             "metadata": {"user_id": request.user_id, "message_id": str(reply_id)},
@@ -208,9 +213,9 @@ class TurnRunner:
         try:
             async for mode, chunk in self._graph.astream(
                 turn_input(request.message, user_message_id, reply_id, request.forced_route),
-                config,  # type: ignore[arg-type]
+                config,
                 context=self._context,
-                stream_mode=["updates", "custom"],
+                stream_mode=STREAM_MODES,
             ):
                 if mode == "custom":
                     token = chunk.get("token") if isinstance(chunk, dict) else None

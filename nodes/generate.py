@@ -19,7 +19,9 @@ EMBEDDED_NOTE = (
 )
 
 
-async def compose_answer(route: Route, state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def compose_answer(
+    route: Route, state: ChatState, runtime: Runtime[Context]
+) -> dict[str, Any]:
     """Stream the composer's tokens to the client and return the finished message.
 
     Only these tokens go to the stream writer: router and reranker output never reaches it.

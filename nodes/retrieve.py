@@ -27,6 +27,9 @@ async def retrieve(state: ChatState, runtime: Runtime[Context]) -> dict[str, Any
     embedding = await providers.embeddings.query(query)
     k = runtime.context.retrieve_k
     results: list[list[Passage]] = await asyncio.gather(
-        *(providers.retriever.search(embedding, query, scope, k) for scope in SEARCH_SCOPES.values())
+        *(
+            providers.retriever.search(embedding, query, scope, k)
+            for scope in SEARCH_SCOPES.values()
+        )
     )
     return {"query": query, "candidates": dict(zip(SEARCH_SCOPES, results, strict=True))}

@@ -11,13 +11,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import LimiterDep, ServicesDep, client_address, enforce_rate_limit
 from api.errors import ApiError
+from api.ratelimit import SlidingWindowLimiter
 from api.schemas import ChatRequest, ChatResponse, ErrorResponse, SourceOut
+from graph.services import Services
 from graph.store.messages import ConversationOwnedByAnotherUser
 from graph.turns import (
     EndEvent,
     ErrorEvent,
     MetadataEvent,
-    RouteEvent,
     SourcesEvent,
     TokenEvent,
     TurnEvent,
@@ -35,7 +36,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def _start(
-    body: ChatRequest, request: Request, services: Any, limiter: Any
+    body: ChatRequest, request: Request, services: Services, limiter: SlidingWindowLimiter
 ) -> AsyncIterator[TurnEvent]:
     enforce_rate_limit(limiter, f"user:{body.user_id}", f"ip:{client_address(request)}")
     try:
@@ -78,10 +79,11 @@ async def chat(
                 end = event
             case ErrorEvent():
                 raise ApiError(503 if not parts else 502, event.code, event.message)
-    assert meta is not None and end is not None
+    assert meta is not None
+    assert end is not None
     return ChatResponse(
         message="".join(parts),
-        agent=end.agent,  # type: ignore[arg-type]
+        agent=end.agent,
         timestamp=now_utc(),
         conversation_id=meta.conversation_id,
         message_id=end.message_id,
@@ -123,6 +125,3 @@ async def chat_stream(
         ping=services.settings.sse_ping_seconds,
         headers={"Cache-Control": "no-cache"},
     )
-
-
-__all__ = ["RouteEvent", "router"]

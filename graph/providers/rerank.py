@@ -17,7 +17,9 @@ class Reranker(Protocol):
 
     name: str
 
-    async def rerank(self, query: str, passages: Sequence[Passage], top_n: int) -> list[Passage]: ...
+    async def rerank(
+        self, query: str, passages: Sequence[Passage], top_n: int
+    ) -> list[Passage]: ...
 
 
 class SentenceReranker:

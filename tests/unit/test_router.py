@@ -45,7 +45,9 @@ def test_marketing_questions_are_not_escalated_by_rules(message: str) -> None:
         ("Quelle est la recette de la blanquette de veau ?", "escalate"),
     ],
 )
-async def test_routes_held_out_messages(router: EmbeddingRouter, message: str, expected: str) -> None:
+async def test_routes_held_out_messages(
+    router: EmbeddingRouter, message: str, expected: str
+) -> None:
     decision = await router.route(message, previous=None)
     assert decision.route == expected, decision.reason
     assert decision.router == "embedding/e5-knn"

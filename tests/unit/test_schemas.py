@@ -21,12 +21,18 @@ def test_v2_payload() -> None:
         "test-conv-1",
         "v2",
     )
-    assert body.timestamp is not None and body.timestamp.year == 2025
+    assert body.timestamp is not None
+    assert body.timestamp.year == 2025
 
 
 def test_v1_payload() -> None:
     body = ChatRequest.model_validate(
-        {"userId": "u1", "conversationId": "c1", "message": "Salut", "timestamp": "2025-11-03T12:00:00Z"}
+        {
+            "userId": "u1",
+            "conversationId": "c1",
+            "message": "Salut",
+            "timestamp": "2025-11-03T12:00:00Z",
+        }
     )
     assert (body.user_id, body.conversation_id, body.api_version) == ("u1", "c1", "v1")
 
@@ -36,7 +42,10 @@ def test_v1_payload() -> None:
     [
         ({"user_id": "u", "conversation_id": "c", "message": "   "}, "Le message est vide."),
         ({"user_id": "u", "conversation_id": "c"}, "Le message est manquant."),
-        ({"conversation_id": "c", "message": "x"}, "L'identifiant utilisateur (user_id) est manquant."),
+        (
+            {"conversation_id": "c", "message": "x"},
+            "L'identifiant utilisateur (user_id) est manquant.",
+        ),
         ({"user_id": "u", "conversation_id": "c", "message": 42}, "doit être une chaîne"),
         ({"user_id": "u", "conversation_id": "c", "message": "x" * 4001}, "trop long"),
         ({"user_id": "u", "conversation_id": "c d", "message": "x"}, "caractères non autorisés"),

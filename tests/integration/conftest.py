@@ -1,0 +1,128 @@
+"""A real embedded Postgres 18 + pgvector for the session, and a live uvicorn server on it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from graph.services import Services, open_services
+from graph.settings import ROOT, Settings
+from graph.store.postgres import apply_migrations, start_embedded, stop_embedded
+from server import create_app
+
+# Enough of the sample knowledge base for the seed's two questions and an escalation.
+KNOWLEDGE_SUBSET = {
+    "audrey": [
+        "sequence-email-bienvenue.md",
+        "delivrabilite-spf-dkim-dmarc.md",
+        "sequence-reengagement.txt",
+    ],
+    "carole": [
+        "creer-un-reel-viral-instagram.md",
+        "youtube-shorts.html",
+        "calendrier-editorial.md",
+    ],
+    "shared": ["contacter-un-humain.md", "qui-sommes-nous.md"],
+}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("data")
+    yield path
+    stop_embedded(path)
+
+
+@pytest.fixture(scope="session")
+def knowledge_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("knowledge")
+    for owner, names in KNOWLEDGE_SUBSET.items():
+        (root / owner).mkdir()
+        for name in names:
+            shutil.copy(ROOT / "knowledge" / owner / name, root / owner / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, knowledge_dir: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        database_url=None,
+        data_dir=data_dir,
+        knowledge_dir=knowledge_dir,
+        rate_limit_per_minute=1000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    async with open_services(settings) as built:
+        yield built
+
+
+async def fresh_database(data_dir: Path, name: str) -> str:
+    """A new, migrated database on the session's server (for tests that count rows)."""
+    url = start_embedded(data_dir)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'drop database if exists "{name}"'.encode())
+        await conn.execute(f'create database "{name}"'.encode())
+    scoped = url.replace("/postgres?", f"/{name}?")
+    await apply_migrations(scoped)
+    return scoped
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving `create_app(settings)` on a loopback port, restartable."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        assert self._task is not None
+        self._server.should_exit = True
+        await self._task
+
+
+@pytest.fixture(scope="session")
+async def live_server(settings: Settings, services: Services) -> AsyncIterator[LiveServer]:
+    # `services` first: the knowledge base is ingested once, before the server starts.
+    server = LiveServer(settings)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+        yield http
