@@ -32,7 +32,9 @@ install: $(STAMP) ## create .venv with the locked dependencies
 run: install ## serve the API on HOST:PORT (default 127.0.0.1:8000), embedded database and models
 	$(BIN)/chatbot serve
 
-test: install ## the default test suite (unit + real-Postgres integration)
+test: install ## lint, types, then the default suite (unit + real-Postgres end to end)
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
 	$(BIN)/pytest
 
 test-slow: install ## the slow suites only

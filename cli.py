@@ -1,4 +1,4 @@
-"""`chatbot`: the project's command line (serve, ingest, db-url, db-stop)."""
+"""`chatbot`: the project's command line (serve, ingest, db-url, psql, db-stop)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "db-url", help="print the URL of the database in use (starts it if embedded)"
     )
+    commands.add_parser(
+        "psql", help="psql (bundled client) on the database in use; other arguments go to psql"
+    )
     commands.add_parser("db-stop", help="stop the embedded database server")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "psql":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     settings = get_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
@@ -63,6 +68,19 @@ def main(argv: list[str] | None = None) -> int:
 
             print(resolve_database_url(settings))
             return 0
+        case "psql":
+            import os
+            import shutil
+
+            from graph.store.postgres import bundled_psql, resolve_database_url
+
+            url = resolve_database_url(settings)
+            client = bundled_psql()
+            binary = str(client) if client.exists() else shutil.which("psql")
+            if binary is None:
+                print("error: no psql client found", file=sys.stderr)
+                return 2
+            os.execv(binary, [binary, url, *extra])
         case "db-stop":
             from graph.store.postgres import stop_embedded
 

