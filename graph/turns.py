@@ -141,6 +141,7 @@ class _Progress:
     answer_meta: dict[str, Any] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
     first_token_at: float | None = None
+    serving_model: str | None = None
 
 
 class TurnRunner:
@@ -217,8 +218,10 @@ class TurnRunner:
                 context=self._context,
                 stream_mode=STREAM_MODES,
             ):
-                if mode == "custom":
-                    token = chunk.get("token") if isinstance(chunk, dict) else None
+                if mode == "custom" and isinstance(chunk, dict):
+                    if "serving_model" in chunk:
+                        progress.serving_model = str(chunk["serving_model"])
+                    token = chunk.get("token")
                     if token:
                         if progress.first_token_at is None:
                             progress.first_token_at = time.perf_counter()
@@ -329,7 +332,7 @@ class TurnRunner:
                 agent=progress.route.route if progress.route else None,
                 status="complete" if error is None else "interrupted",
                 latency_ms=latency_ms,
-                model=meta.get("model") or self._providers.composer.name,
+                model=meta.get("model") or progress.serving_model or self._providers.composer.name,
                 metadata={
                     **meta,
                     "first_token_ms": first_token_ms,

@@ -46,6 +46,9 @@ async def compose_answer(
                 first_token_s = time.perf_counter() - started
             parts.append(chunk.text)
             runtime.stream_writer({"token": chunk.text})
+        if "serving_model" in chunk.meta:
+            # Known before the answer ends, so an interrupted answer still records its model.
+            runtime.stream_writer({"serving_model": chunk.meta["serving_model"]})
         if chunk.model:
             model = chunk.model
         if chunk.usage:

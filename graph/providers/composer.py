@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
 
+from graph.providers.chat import make_chat_model, price
 from graph.providers.embeddings import EmbeddingCache, cosine
+from graph.settings import Settings
 from graph.state import Passage, Route, Usage
 from graph.text import split_sentences, tokens_of
+from prompts.generator import DOCUMENTS_FRAME, HISTORY_MESSAGES, NO_DOCUMENTS, format_documents
 from prompts.personas import ESCALATE_CONTACT_QUERY, PERSONAS, Persona
 
 
@@ -165,11 +169,115 @@ def _label(passage: Passage) -> str:
     return f"{title} — {passage.section}" if passage.section else title
 
 
-def make_composer(name: str, embeddings: EmbeddingCache) -> AnswerComposer:
-    """Build the composer named `provider/model`."""
-    provider, _, _ = name.partition("/")
+class AllModelsFailed(Exception):
+    """Every model of the fallback chain failed before its first token."""
+
+
+class LLMComposer:
+    """Production generator: the persona prompt on a chat model, with fallback models.
+
+    A model is abandoned for the next one only before its first *content* token (an
+    OpenAI-style stream opens with an empty role delta, which does not count). Once text has
+    reached the user, a failure propagates: the turn ends with an `error` event and the partial
+    answer is saved as interrupted.
+    """
+
+    uses_llm = True
+
+    def __init__(
+        self,
+        models: Sequence[tuple[str, BaseChatModel]],
+        prices: dict[str, dict[str, float]],
+        first_token_timeout: float,
+    ):
+        if not models:
+            raise ValueError("at least one model is needed")
+        self._models = list(models)
+        self._prices = prices
+        self._first_token_timeout = first_token_timeout
+        self.name = models[0][0]
+
+    def prompt(self, request: AnswerRequest) -> list[BaseMessage]:
+        """System persona with the passages fenced as data, recent history, the question."""
+        persona = PERSONAS[request.route]
+        documents = format_documents(
+            [(i + 1, _label(p), p.content) for i, p in enumerate(request.passages)]
+        )
+        system = persona.system + (
+            DOCUMENTS_FRAME.format(documents=documents) if documents else NO_DOCUMENTS
+        )
+        history = [
+            m for m in request.history if isinstance(m, HumanMessage | AIMessage) and m.text
+        ][-HISTORY_MESSAGES:]
+        return [SystemMessage(system), *history, HumanMessage(request.question)]
+
+    async def astream(self, request: AnswerRequest) -> AsyncIterator[AnswerChunk]:
+        messages = self.prompt(request)
+        failures: list[str] = []
+        for name, model in self._models:
+            started = False
+            served = name
+            usage = Usage()
+            try:
+                stream = model.astream(messages, config={"run_name": f"generate:{name}"})
+                iterator = aiter(stream)
+                while True:
+                    try:
+                        if started:
+                            chunk = await anext(iterator)
+                        else:
+                            async with asyncio.timeout(self._first_token_timeout):
+                                chunk = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
+                    served = str(chunk.response_metadata.get("model_name") or served)
+                    if chunk.usage_metadata:
+                        usage = Usage(
+                            input_tokens=chunk.usage_metadata["input_tokens"],
+                            output_tokens=chunk.usage_metadata["output_tokens"],
+                        )
+                    text = chunk.text
+                    if text:
+                        if not started:
+                            started = True
+                            yield AnswerChunk(meta={"serving_model": _qualify(name, served)})
+                        yield AnswerChunk(text=text)
+            except Exception as exc:
+                if started:
+                    raise
+                failures.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+                continue
+            if not started:
+                failures.append(f"{name}: empty answer")
+                continue
+            model_name = _qualify(name, served)
+            yield AnswerChunk(
+                model=model_name,
+                usage=price(usage, model_name, self._prices),
+                meta={"fallbacks": failures} if failures else {},
+            )
+            return
+        raise AllModelsFailed("; ".join(failures))
+
+
+def _qualify(configured: str, served: str) -> str:
+    """`openrouter/<model actually served>` (OpenRouter may echo a more precise model id)."""
+    provider = configured.partition("/")[0]
+    return served if served.startswith(f"{provider}/") else f"{provider}/{served}"
+
+
+def make_composer(name: str, embeddings: EmbeddingCache, settings: Settings) -> AnswerComposer:
+    """Build the composer named `provider/model` (with the configured fallbacks for an LLM)."""
+    provider, _, model = name.partition("/")
     match provider:
         case "extractive":
             return ExtractiveComposer(embeddings)
+        case "openrouter":
+            chain = [model, *[m for m in settings.llm_fallback_models if m != model]]
+            return LLMComposer(
+                [(f"openrouter/{m}", make_chat_model(f"openrouter/{m}", settings)) for m in chain],
+                prices=settings.llm_prices,
+                first_token_timeout=settings.llm_first_token_timeout_seconds,
+            )
         case _:
             raise ValueError(f"Unknown chat model provider {provider!r} in {name!r}")

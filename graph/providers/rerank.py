@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
 from graph.providers.embeddings import EmbeddingCache, cosine
+from graph.settings import Settings
 from graph.state import Passage
 from graph.text import split_sentences
 
@@ -54,11 +56,47 @@ class SentenceReranker:
         return scored[:top_n]
 
 
-def make_reranker(name: str, embeddings: EmbeddingCache) -> Reranker:
+class CohereReranker:
+    """Cohere's multilingual reranker through langchain-cohere (ClientV2, `/v2/rerank`).
+
+    The client is synchronous, so the call runs in a worker thread under a timeout; the rerank
+    node keeps retrieval order if it fails.
+    """
+
+    def __init__(self, model: str, settings: Settings):
+        import cohere
+        from langchain_cohere import CohereRerank
+
+        assert settings.cohere_api_key is not None
+        self.name = f"cohere/{model}"
+        self._timeout = settings.rerank_timeout_seconds
+        client = cohere.ClientV2(
+            api_key=settings.cohere_api_key.get_secret_value(),
+            base_url=settings.cohere_base_url,
+            timeout=settings.rerank_timeout_seconds,
+        )
+        self._reranker = CohereRerank(client=client, model=model)
+
+    async def rerank(self, query: str, passages: Sequence[Passage], top_n: int) -> list[Passage]:
+        if not passages:
+            return []
+        async with asyncio.timeout(self._timeout):
+            results = await asyncio.to_thread(
+                self._reranker.rerank, [p.content for p in passages], query, top_n=top_n
+            )
+        return [
+            passages[r["index"]].model_copy(update={"rerank_score": float(r["relevance_score"])})
+            for r in results
+        ]
+
+
+def make_reranker(name: str, embeddings: EmbeddingCache, settings: Settings) -> Reranker:
     """Build the reranker named `provider/model`."""
-    provider, _, _ = name.partition("/")
+    provider, _, model = name.partition("/")
     match provider:
         case "embedded":
             return SentenceReranker(embeddings)
+        case "cohere":
+            return CohereReranker(model, settings)
         case _:
             raise ValueError(f"Unknown reranker provider {provider!r} in {name!r}")

@@ -3,6 +3,7 @@ fallback of any LLM router."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -11,12 +12,16 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from langchain_core.messages import AnyMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
 
+from graph.providers.chat import make_chat_model
 from graph.providers.embeddings import EmbeddingCache, Vector
-from graph.settings import ROOT
+from graph.settings import ROOT, Settings
 from graph.state import ROUTES, Route, RouteDecision, Specialist
 from graph.text import fold, words
+from prompts.router import ROUTER_CONTEXT, ROUTER_SYSTEM
 
 EXAMPLES_PATH = ROOT / "prompts" / "router_examples.json"
 
@@ -25,6 +30,8 @@ class Router(Protocol):
     """Decides a route for a message given the conversation so far."""
 
     name: str
+
+    async def warm(self) -> None: ...
 
     async def route(
         self, message: str, previous: Specialist | None, history: Sequence[AnyMessage] = ()
@@ -233,11 +240,103 @@ def previous_specialist(routes: Sequence[str | None]) -> Specialist | None:
     return None
 
 
-def make_router(name: str, embeddings: EmbeddingCache, follow_up_words: int = 8) -> EmbeddingRouter:
-    """Build the router named `provider/model`; LLM routers wrap this one as their fallback."""
-    provider, _, _ = name.partition("/")
+class RouteChoice(BaseModel):
+    """What the LLM router must answer (structured output)."""
+
+    route: Route
+    confidence: float = Field(ge=0.0, le=1.0)
+    reason: str = Field(description="Une phrase courte en français")
+
+
+class LLMRouter:
+    """Routes with a chat model's structured output; the embedding router is its fallback.
+
+    The call is tagged `nostream` and its output never reaches the token stream. On error or
+    timeout the embedding router decides, and the decision says so. Explicit human-only requests
+    escalate before any model is asked, as with the embedding router.
+    """
+
+    def __init__(self, name: str, model: BaseChatModel, fallback: EmbeddingRouter, timeout: float):
+        self.name = name
+        self._structured = model.with_structured_output(RouteChoice, method="json_schema")
+        self.fallback = fallback
+        self._timeout = timeout
+
+    async def warm(self) -> None:
+        await self.fallback.warm()
+
+    async def route(
+        self, message: str, previous: Specialist | None, history: Sequence[AnyMessage] = ()
+    ) -> RouteDecision:
+        rule = explicit_escalation(message)
+        if rule is not None:
+            return RouteDecision(
+                route="escalate", confidence=1.0, reason=f"rule: {rule}", router=self.name
+            )
+        lines = [
+            f"{'assistant (' + str(m.name) + ')' if isinstance(m, AIMessage) else 'user'}: "
+            f"{m.text[:300]}"
+            for m in history[-4:]
+            if isinstance(m, HumanMessage | AIMessage)
+        ]
+        prompt = [
+            SystemMessage(ROUTER_SYSTEM),
+            HumanMessage(
+                ROUTER_CONTEXT.format(
+                    previous=previous or "aucune",
+                    history="\n".join(lines) or "(début de conversation)",
+                    message=message,
+                )
+            ),
+        ]
+        try:
+            async with asyncio.timeout(self._timeout):
+                choice = await self._structured.ainvoke(
+                    prompt, config={"tags": ["nostream", "router"], "run_name": "route_llm"}
+                )
+            if not isinstance(choice, RouteChoice):
+                choice = RouteChoice.model_validate(choice)
+        except Exception as exc:
+            decision = await self.fallback.route(message, previous, history)
+            problem = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            return decision.model_copy(
+                update={
+                    "reason": f"LLM router failed ({problem}), embedding router: {decision.reason}",
+                    "router": f"{self.name} -> {decision.router}",
+                }
+            )
+        return RouteDecision(
+            route=choice.route,
+            confidence=choice.confidence,
+            reason=choice.reason,
+            router=self.name,
+        )
+
+
+def make_router(
+    name: str,
+    embeddings: EmbeddingCache,
+    settings: Settings | None = None,
+    follow_up_words: int = 8,
+) -> EmbeddingRouter | LLMRouter:
+    """Build the router named `provider/model`.
+
+    `embeddings` is always the local e5 model: the embedding router, and so the LLM router's
+    fallback, keeps working when every remote service is down.
+    """
+    provider, _, model = name.partition("/")
+    embedding_router = EmbeddingRouter(embeddings, RouterExamples.load(), follow_up_words)
     match provider:
         case "embedding":
-            return EmbeddingRouter(embeddings, RouterExamples.load(), follow_up_words)
+            return embedding_router
+        case "llm":
+            if settings is None:
+                raise ValueError("the LLM router needs settings")
+            chat = make_chat_model(
+                f"openrouter/{model}", settings, timeout=settings.router_timeout_seconds
+            )
+            return LLMRouter(
+                f"llm/{model}", chat, embedding_router, settings.router_timeout_seconds
+            )
         case _:
             raise ValueError(f"Unknown router {name!r}")

@@ -81,6 +81,9 @@ class MeetingRouter:
         self.routing_started = routing_started
         self.calls = 0
 
+    async def warm(self) -> None:
+        await self.inner.warm()
+
     async def route(
         self, message: str, previous: Specialist | None, history: Sequence[AnyMessage] = ()
     ) -> RouteDecision:
@@ -210,6 +213,9 @@ async def test_a_route_in_the_input_bypasses_the_router(
         async def route(self, *args: Any, **kwargs: Any) -> RouteDecision:
             CountingRouter.calls += 1
             return await router.route(*args, **kwargs)
+
+        async def warm(self) -> None:
+            return None
 
     counting = Providers(
         providers.embeddings,
