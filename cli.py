@@ -1,4 +1,4 @@
-"""`chatbot`: the project's command line (serve, ingest, db-url, psql, db-stop)."""
+"""`chatbot`: the project's command line (serve, ingest, reembed, db-url, psql, db-stop)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ async def _ingest(settings: Settings, path: Path, agent: AgentOwner, prune: bool
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print(f"{path} ({agent}): {report.summary()}")
+    return 0
+
+
+async def _reembed(settings: Settings) -> int:
+    from graph.ingest import reembed
+    from graph.providers.embeddings import make_embeddings
+    from graph.services import open_database
+
+    embeddings = make_embeddings(settings.embeddings_provider, settings)
+    async with open_database(settings) as (_, pool):
+        count = await reembed(pool, embeddings)
+    print(f"re-embedded {count} chunks with {embeddings.name} ({embeddings.dimensions} dimensions)")
     return 0
 
 
@@ -63,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         case "ingest":
             return asyncio.run(_ingest(settings, args.path, args.agent, not args.no_prune))
+        case "reembed":
+            return asyncio.run(_reembed(settings))
         case "db-url":
             from graph.store.postgres import resolve_database_url
 

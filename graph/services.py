@@ -58,6 +58,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Everything the server needs, with the sample knowledge ingested on an empty embedded DB."""
     async with open_database(settings) as (url, pool):
         providers = await make_providers(settings, pool)
+        # Fail at start, with the fix in the message, rather than on every search.
+        await documents.check_embedding_compatible(
+            pool, providers.embeddings.name, providers.embeddings.dimensions
+        )
         first_start = settings.ingest_on_start and settings.embedded_database
         if first_start and not await documents.count_by_agent(pool):
             log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)

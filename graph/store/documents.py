@@ -83,8 +83,23 @@ async def embedding_models(pool: Pool) -> dict[str | None, int]:
 
 
 async def check_embedding_compatible(pool: Pool, model: str, dimensions: int) -> None:
-    """Refuse to put `model` vectors beside another model's, or into a column of another size."""
+    """Refuse to put `model` vectors beside another model's, or into a column of another size.
+
+    An empty table is simply resized: there is nothing to re-embed.
+    """
     declared = await index_dimensions(pool)
+    if declared is not None and declared != dimensions and not await count_by_agent(pool):
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute("drop index if exists documents_embedding_hnsw_idx")
+            await conn.execute(
+                f"alter table documents alter column embedding type vector({int(dimensions)})"
+                " using null".encode()
+            )
+            await conn.execute(
+                "create index documents_embedding_hnsw_idx on documents "
+                "using hnsw (embedding vector_cosine_ops)"
+            )
+        declared = dimensions
     if declared is not None and declared != dimensions:
         raise EmbeddingMismatch(
             f"documents.embedding holds {declared}-dimension vectors but {model} produces "
