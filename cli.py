@@ -1,4 +1,7 @@
-"""`chatbot`: the project's command line (serve, ingest, reembed, db-url, psql, db-stop)."""
+"""`chatbot`: the project's command line.
+
+serve, ingest, reembed, graph, runs (list, show, replay), db-url, psql, db-stop.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +45,51 @@ async def _reembed(settings: Settings) -> int:
     return 0
 
 
+def _graph(png: Path | None) -> int:
+    from graph.builder import graph
+    from graph.drawing import draw_png, mermaid
+
+    if png is None:
+        print(mermaid(graph))
+    else:
+        print(draw_png(graph, png))
+    return 0
+
+
+async def _runs(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from graph import timetravel
+    from graph.services import open_services
+
+    async with open_services(settings) as services:
+        try:
+            match args.runs_command:
+                case "list":
+                    lines = await timetravel.checkpoints(services, args.conversation_id)
+                    if not lines:
+                        print(f"no checkpoints for conversation {args.conversation_id!r}")
+                        return 1
+                    print(timetravel.format_runs(lines))
+                case "show":
+                    state = await timetravel.state_at(
+                        services, args.conversation_id, args.checkpoint
+                    )
+                    print(json.dumps(state, indent=2, ensure_ascii=False, default=str))
+                case "replay":
+                    result = await timetravel.replay(
+                        services, args.conversation_id, args.checkpoint, args.message, args.model
+                    )
+                    print(f"fork: {result.fork_thread_id} (from checkpoint {result.checkpoint_id})")
+                    print(f"message: {result.message!r} -> {result.agent} ({result.route_reason})")
+                    print(f"\n--- original answer ---\n{result.old_answer or '(none)'}")
+                    print(f"\n--- replayed answer ({result.model}) ---\n{result.new_answer}")
+        except (timetravel.CheckpointNotFound, timetravel.ReplayRefused) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument(
         "--no-prune", action="store_true", help="keep chunks of files no longer in the folder"
     )
+    commands.add_parser(
+        "reembed", help="re-embed the whole knowledge base with the configured embeddings"
+    )
+    drawing = commands.add_parser("graph", help="print the graph as Mermaid, or draw it (--png)")
+    drawing.add_argument("--png", type=Path, help="write a PNG here (offline, no mermaid.ink)")
+    runs = commands.add_parser("runs", help="a conversation's runs and checkpoints; replay")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True)
+    runs_list = runs_commands.add_parser("list", help="one line per turn, node and checkpoint")
+    runs_list.add_argument("conversation_id")
+    runs_show = runs_commands.add_parser("show", help="the state at a checkpoint (latest)")
+    runs_show.add_argument("conversation_id")
+    runs_show.add_argument("--checkpoint")
+    runs_replay = runs_commands.add_parser("replay", help="re-run from a checkpoint, on a fork")
+    runs_replay.add_argument("conversation_id")
+    runs_replay.add_argument("--checkpoint", required=True)
+    runs_replay.add_argument("--message", help="ask this instead of the turn's question")
+    runs_replay.add_argument("--model", help="another chat model, e.g. openrouter/<id>")
     commands.add_parser(
         "db-url", help="print the URL of the database in use (starts it if embedded)"
     )
@@ -75,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         case "ingest":
             return asyncio.run(_ingest(settings, args.path, args.agent, not args.no_prune))
+        case "graph":
+            return _graph(args.png)
+        case "runs":
+            return asyncio.run(_runs(settings, args))
         case "reembed":
             return asyncio.run(_reembed(settings))
         case "db-url":

@@ -18,7 +18,6 @@ from uuid import UUID, uuid4
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import StreamMode
 from pydantic import BaseModel
 
 from graph.context import Context
@@ -26,11 +25,10 @@ from graph.providers import Providers
 from graph.state import ChatState, Passage, Route, RouteDecision
 from graph.store import messages as store
 from graph.store.postgres import Pool
+from graph.store.runs import save_runs
+from graph.tracing import TRACE_MODES, RunRecorder
 
 log = logging.getLogger(__name__)
-
-# Node updates (route, sources, answer metadata) and the generator's own token writes.
-STREAM_MODES: list[StreamMode] = ["updates", "custom"]
 
 
 @dataclass(frozen=True)
@@ -211,13 +209,16 @@ class TurnRunner:
             "metadata": {"user_id": request.user_id, "message_id": str(reply_id)},
         }
         error: ErrorEvent | None = None
+        recorder = RunRecorder()
+        failure: BaseException | None = None
         try:
             async for mode, chunk in self._graph.astream(
                 turn_input(request.message, user_message_id, reply_id, request.forced_route),
                 config,
                 context=self._context,
-                stream_mode=STREAM_MODES,
+                stream_mode=TRACE_MODES,
             ):
+                recorder.observe(mode, chunk)
                 if mode == "custom" and isinstance(chunk, dict):
                     if "serving_model" in chunk:
                         progress.serving_model = str(chunk["serving_model"])
@@ -230,6 +231,7 @@ class TurnRunner:
                 elif mode == "updates" and isinstance(chunk, dict):
                     await self._on_update(chunk, progress, user_message_id, put)
         except Exception as exc:
+            failure = exc
             log.exception("turn failed for conversation %s", request.conversation_id)
             error = ErrorEvent(
                 code="generation_interrupted" if progress.parts else "generation_failed",
@@ -248,6 +250,13 @@ class TurnRunner:
         try:
             await self._save(
                 request, user_message_id, reply_id, progress, error, latency_ms, first_token_ms
+            )
+            await save_runs(
+                self._pool,
+                recorder.finish(failure),
+                conversation_id=request.conversation_id,
+                thread_id=request.conversation_id,
+                run_id=reply_id,
             )
         except Exception:
             log.exception("could not save the answer of conversation %s", request.conversation_id)

@@ -1,0 +1,137 @@
+"""Per-node records of a graph run, built from LangGraph's own stream events.
+
+`tasks` events give each node's start and end, `checkpoints` events the checkpoint written
+after each step, `updates` what the node decided. Nothing is added to the nodes themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from langgraph.types import StreamMode
+
+from graph.state import Passage, RouteDecision
+
+# Everything a traced run streams: the user's tokens (custom) and what the recorder reads.
+TRACE_MODES: list[StreamMode] = ["updates", "custom", "tasks", "checkpoints"]
+
+
+@dataclass
+class NodeRun:
+    """One node execution."""
+
+    node: str
+    task_id: str
+    started_at: datetime
+    duration_ms: float | None = None
+    status: str = "running"
+    step: int | None = None
+    checkpoint_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _scores(passages: list[Passage]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": p.id,
+            "source": p.source,
+            "score": round(p.score, 6),
+            "rerank_score": p.rerank_score,
+        }
+        for p in passages
+    ]
+
+
+def summarize(node: str, update: dict[str, Any]) -> dict[str, Any]:
+    """The readable part of a node's output: decisions and ids, not whole passages."""
+    detail: dict[str, Any] = {}
+    route = update.get("route")
+    if node == "route" and isinstance(route, RouteDecision):
+        detail = route.model_dump()
+    elif node == "retrieve":
+        detail = {
+            "query": update.get("query", ""),
+            "candidates": {k: _scores(v) for k, v in update.get("candidates", {}).items()},
+        }
+    elif node == "rerank":
+        detail = {"passages": _scores(update.get("passages", [])), **update.get("rerank_info", {})}
+    elif "answer_meta" in update:
+        meta = update["answer_meta"]
+        keep = ("agent", "model", "llm", "usage", "first_token_ms", "prompt_version", "fallbacks")
+        detail = {k: meta[k] for k in keep if k in meta}
+        messages = update.get("messages") or []
+        if messages:
+            detail["answer"] = str(messages[-1].text)[:2000]
+    return detail
+
+
+class RunRecorder:
+    """Collects `NodeRun`s from a graph's stream (modes in `TRACE_MODES`)."""
+
+    def __init__(self) -> None:
+        self.runs: list[NodeRun] = []
+        self._open: dict[str, tuple[NodeRun, float]] = {}
+        self._since_checkpoint: list[NodeRun] = []
+        self._by_node_step: dict[str, NodeRun] = {}
+        self.checkpoints: list[tuple[str, int]] = []
+
+    def observe(self, mode: str, chunk: Any) -> None:
+        if not isinstance(chunk, dict):
+            return
+        if mode == "tasks":
+            self._on_task(chunk)
+        elif mode == "checkpoints":
+            self._on_checkpoint(chunk)
+        elif mode == "updates":
+            for node, update in chunk.items():
+                run = self._by_node_step.get(node)
+                if run is not None and isinstance(update, dict):
+                    run.detail.update(summarize(node, update))
+
+    def _on_task(self, chunk: dict[str, Any]) -> None:
+        task_id = str(chunk.get("id"))
+        if "input" in chunk:  # start
+            run = NodeRun(
+                node=str(chunk.get("name")), task_id=task_id, started_at=datetime.now(UTC)
+            )
+            self._open[task_id] = (run, time.perf_counter())
+            self.runs.append(run)
+            self._by_node_step[run.node] = run
+            return
+        opened = self._open.pop(task_id, None)
+        if opened is None:
+            return
+        run, started = opened
+        run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        error = chunk.get("error")
+        run.status = "error" if error is not None else "ok"
+        if error is not None:
+            run.detail["error"] = repr(error)[:1000]
+        self._since_checkpoint.append(run)
+
+    def _on_checkpoint(self, chunk: dict[str, Any]) -> None:
+        checkpoint_id = str(chunk.get("config", {}).get("configurable", {}).get("checkpoint_id"))
+        step = int(chunk.get("metadata", {}).get("step", -1))
+        self.checkpoints.append((checkpoint_id, step))
+        for run in self._since_checkpoint:
+            run.checkpoint_id = checkpoint_id
+            run.step = step
+        self._since_checkpoint = []
+
+    def finish(self, error: BaseException | None = None) -> list[NodeRun]:
+        """Close the nodes still open (the run failed or was cancelled) and return every run."""
+        for run, started in self._open.values():
+            run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            run.status = "error" if error is not None else "cancelled"
+            if error is not None:
+                run.detail["error"] = repr(error)[:1000]
+        self._open.clear()
+        return self.runs
+
+
+def ended_at(run: NodeRun) -> datetime:
+    """When the node finished (its start plus its duration)."""
+    return run.started_at + timedelta(milliseconds=run.duration_ms or 0)
