@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow lint fmt typecheck bench clean db-url db-stop
+.PHONY: help install browser run test test-slow lint fmt bench clean db-url db-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,7 +32,14 @@ install: $(STAMP) ## create .venv with the locked dependencies
 run: install ## serve the API on HOST:PORT (default 127.0.0.1:8000), embedded database and models
 	$(BIN)/chatbot serve
 
-test: install ## lint, types, then the default suite (unit + real-Postgres end to end)
+browser: ## Debian's Chromium for the inspector's browser test (apt, when run as root)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing (not root): the browser test will be skipped"; fi; }
+
+test: install browser ## lint, types, then the default suite (unit, real Postgres, browser)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest

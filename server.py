@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.ratelimit import SlidingWindowLimiter
-from api.routes import chat, conversations, health
+from api.routes import admin, chat, conversations, health
 from graph.services import open_services
 from graph.settings import Settings, get_settings
 
@@ -47,6 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(conversations.router)
     api.include_router(health.router)  # /api/health, same as /health
     api.include_router(health.analytics_router)
+    if settings.admin_token is not None:
+        api.include_router(admin.router)
+        app.include_router(admin.page)
     app.include_router(api)
     app.include_router(health.router, include_in_schema=False)  # /health, as nginx expects
     return app

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=20, ge=0, description="0 disables the limit")
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
 
+    # Developer tools (runs, checkpoints, replay, inspector): off unless a token is set.
+    admin_token: SecretStr | None = None
+
     # Knowledge base.
     knowledge_dir: Path = ROOT / "knowledge"
     ingest_on_start: bool = True
@@ -86,7 +89,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "openrouter_api_key", "openai_api_key", "cohere_api_key", "router_model", mode="before"
+        "openrouter_api_key",
+        "openai_api_key",
+        "cohere_api_key",
+        "router_model",
+        "admin_token",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
