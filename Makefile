@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-slow lint fmt bench clean db-url db-stop
+.PHONY: help install browser run test test-slow lint fmt eval calibrate bench clean db-url db-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,13 @@ lint: install ## ruff and mypy --strict
 fmt: install ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+eval: install ## routing eval (keyword, embedding, LLM on the fake provider) and retrieval eval
+	$(BIN)/python -m evals routing --router keyword --router embedding --router llm --fake-llm
+	$(BIN)/python -m evals retrieval
+
+calibrate: install ## fit the embedding router on the fit split, report on the test split
+	$(BIN)/python -m evals calibrate
 
 bench: install ## time-to-first-token and latency percentiles of the embedded default
 	$(BIN)/python -m bench.ttft

@@ -186,48 +186,59 @@ class EmbeddingRouter:
     async def route(
         self, message: str, previous: Specialist | None, history: Sequence[AnyMessage] = ()
     ) -> RouteDecision:
-        scores = await self.scores(message)
-        rounded = {k: round(v, 4) for k, v in scores.items()}
-        rule = explicit_escalation(message)
-        if rule is not None:
-            return RouteDecision(
-                route="escalate",
-                confidence=1.0,
-                reason=f"rule: {rule}",
-                router=self.name,
-                scores=rounded,
-            )
-        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        (best, best_score), (_, second_score) = ranked[0], ranked[1]
-        margin = best_score - second_score
-        confidence = round(min(1.0, max(0.0, 0.5 + margin * 2)), 4)
-        short = len(words(message)) <= self._follow_up_words
-        if previous is not None and short and best != previous:
-            other_wins = best != "escalate" and margin >= self.examples.follow_up_margin
-            if not other_wins:
-                return RouteDecision(
-                    route=previous,
-                    confidence=0.5,
-                    reason=f"follow-up: short message kept with {previous} "
-                    f"(best {best} {best_score:.3f}, margin {margin:.3f})",
-                    router=self.name,
-                    scores=rounded,
-                )
-        if best_score < self.examples.threshold:
-            return RouteDecision(
-                route="escalate",
-                confidence=confidence,
-                reason=f"out of scope: best {best} {best_score:.3f} < {self.examples.threshold}",
-                router=self.name,
-                scores=rounded,
-            )
+        decision = decide(
+            await self.scores(message), message, previous, self.examples, self._follow_up_words
+        )
+        return decision.model_copy(update={"router": self.name})
+
+
+def decide(
+    scores: dict[Route, float],
+    message: str,
+    previous: Specialist | None,
+    policy: RouterExamples,
+    follow_up_words: int = 8,
+) -> RouteDecision:
+    """The embedding router's policy on precomputed scores (pure, so calibration reuses it).
+
+    Explicit human-only requests escalate; a short follow-up stays with the previous
+    specialist unless the other one clearly wins; a best score under the threshold escalates
+    as out of scope; otherwise the best route wins.
+    """
+    rounded = {k: round(v, 4) for k, v in scores.items()}
+    rule = explicit_escalation(message)
+    if rule is not None:
         return RouteDecision(
-            route=best,
+            route="escalate", confidence=1.0, reason=f"rule: {rule}", scores=rounded
+        )
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+    (best, best_score), (_, second_score) = ranked[0], ranked[1]
+    margin = best_score - second_score
+    confidence = round(min(1.0, max(0.0, 0.5 + margin * 2)), 4)
+    short = len(words(message)) <= follow_up_words
+    if previous is not None and short and best != previous:
+        other_wins = best != "escalate" and margin >= policy.follow_up_margin
+        if not other_wins:
+            return RouteDecision(
+                route=previous,
+                confidence=0.5,
+                reason=f"follow-up: short message kept with {previous} "
+                f"(best {best} {best_score:.3f}, margin {margin:.3f})",
+                scores=rounded,
+            )
+    if best_score < policy.threshold:
+        return RouteDecision(
+            route="escalate",
             confidence=confidence,
-            reason=f"nearest examples: {best} {best_score:.3f}, margin {margin:.3f}",
-            router=self.name,
+            reason=f"out of scope: best {best} {best_score:.3f} < {policy.threshold}",
             scores=rounded,
         )
+    return RouteDecision(
+        route=best,
+        confidence=confidence,
+        reason=f"nearest examples: {best} {best_score:.3f}, margin {margin:.3f}",
+        scores=rounded,
+    )
 
 
 def previous_specialist(routes: Sequence[str | None]) -> Specialist | None:

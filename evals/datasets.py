@@ -1,0 +1,72 @@
+"""Versioned JSONL datasets: loading and validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from pydantic import BaseModel, ConfigDict, Field
+
+DATASETS = Path(__file__).resolve().parent / "datasets"
+Label = Literal["audrey", "carole", "escalate"]
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    agent: Label | None = None
+
+
+class RoutingCase(BaseModel):
+    """One labelled message, with the conversation before it for multi-turn cases."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str = Field(min_length=1)
+    expected: Label
+    history: list[Turn] = []
+    id: str | None = None
+
+    def messages(self) -> list[AnyMessage]:
+        """The history as chat messages (assistant turns named after their agent)."""
+        return [
+            HumanMessage(t.content) if t.role == "user" else AIMessage(t.content, name=t.agent)
+            for t in self.history
+        ]
+
+    def previous_specialist(self) -> Literal["audrey", "carole"] | None:
+        for turn in reversed(self.history):
+            if turn.role == "assistant" and turn.agent in ("audrey", "carole"):
+                return "audrey" if turn.agent == "audrey" else "carole"
+        return None
+
+
+class RetrievalCase(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    question: str
+    agent: Literal["audrey", "carole", "shared"]
+    expected_sources: list[str] = Field(min_length=1)
+    id: str | None = None
+
+
+def load_routing(path: Path) -> list[RoutingCase]:
+    """Read a routing dataset; a bad line fails with its line number."""
+    cases = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                cases.append(RoutingCase.model_validate_json(line))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: {exc}") from exc
+    return cases
+
+
+def load_retrieval(path: Path) -> list[RetrievalCase]:
+    return [
+        RetrievalCase.model_validate(json.loads(line))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
