@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     def rerank_provider(self) -> str:
         if self.cohere_api_key is not None:
             return f"cohere/{self.rerank_model}"
-        return "embedded/sentence-max"
+        return "embedded/sentence-rrf"
 
     @property
     def embedded_database(self) -> bool:

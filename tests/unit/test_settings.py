@@ -23,7 +23,7 @@ def test_env_example_loads_and_is_the_embedded_default(
     )
     assert (settings.router_provider, settings.rerank_provider) == (
         "embedding/e5-knn",
-        "embedded/sentence-max",
+        "embedded/sentence-rrf",
     )
 
 
