@@ -3,6 +3,7 @@ project's fake provider server, on a real Postgres."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from graph.turns import TurnEvent, TurnRequest
 from server import serve_in_background
 from tests.fakes.provider import FakeProvider, fake_provider
 from tests.integration.conftest import _free_port, fresh_database
-from tests.integration.sse import stream_chat
+from tests.integration.sse import read_events, stream_chat
 
 PRIMARY, FALLBACK, ROUTER = "primary/model", "fallback/model", "router/model"
 PRICES = {PRIMARY: {"input": 1.0, "output": 2.0}, FALLBACK: {"input": 3.0, "output": 4.0}}
@@ -280,3 +281,46 @@ async def test_seed_calls_over_http_in_production_mode(
         assert events[1].data["agent"] == "carole"
         assert [e.event for e in events][-1] == "end"
         assert [e.event for e in events].count("token") > 5
+
+
+async def test_heartbeat_while_waiting_and_a_client_that_leaves_mid_answer(
+    prod_settings: Settings, prod: Services, fake: FakeProvider
+) -> None:
+    """A slow first token gets `: ping` comments (nginx keeps the connection); a widget closed
+    after the first token does not cancel the answer: it is finished and saved."""
+    text = "Un premier point. Un deuxième point. Un troisième point. Un dernier point [1]."
+    fake.script(ROUTER, decision={"route": "audrey", "confidence": 0.9, "reason": "emails"})
+    fake.script(PRIMARY, text=text)
+    fake.script(config={"ttft_ms": 1200, "token_delay_ms": 100})
+    settings = prod_settings.model_copy(update={"sse_ping_seconds": 0.3})
+    comments: list[str] = []
+    seen: list[str] = []
+    async with (
+        serve_in_background(settings, _free_port()) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+        http.stream(
+            "POST",
+            "/api/chat/stream",
+            json={"user_id": "u", "conversation_id": "prod-leaves", "message": "Mes emails ?"},
+        ) as response,
+    ):
+        async for event in read_events(response, comments):
+            seen.append(event.event)
+            if event.event == "token":
+                break  # the widget is closed here
+    assert "token" in seen
+    assert "end" not in seen
+    assert any(c.startswith(": ping") for c in comments), comments
+    row = None
+    for _ in range(100):
+        async with prod.pool.connection() as conn:
+            cur = await conn.execute(
+                "select content, status from messages where conversation_id = 'prod-leaves' "
+                "and role = 'assistant'"
+            )
+            row = await cur.fetchone()
+        if row is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert row is not None, "the answer was not saved after the client left"
+    assert (row["status"], row["content"]) == ("complete", text)
