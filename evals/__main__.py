@@ -68,7 +68,6 @@ async def routing(args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
         for name in names:
             router: Router
-            label = name
             if name == "keyword":
                 router = KeywordRouter()
             elif name == "embedding":
@@ -87,9 +86,9 @@ async def routing(args: argparse.Namespace) -> int:
                 router = await stack.enter_async_context(
                     llm_router(settings, args.fake_llm or settings.openrouter_api_key is None)
                 )
-                label = f"{router.name}" + (
-                    " (fake provider)" if settings.openrouter_api_key is None else ""
-                )
+            label = router.name + (
+                " (fake provider)" if name == "llm" and settings.openrouter_api_key is None else ""
+            )
             result = routing_report(label, await predict(router, cases), [p.name for p in datasets])
             reports.append(result)
             print(

@@ -21,7 +21,7 @@ from graph.providers.embeddings import EmbeddingCache
 from graph.providers.routing import EXAMPLES_PATH, EmbeddingRouter, RouterExamples, decide
 from graph.state import ROUTES, Route
 
-THRESHOLDS = [round(-0.10 + 0.01 * i, 2) for i in range(31)]
+THRESHOLDS = [round(-0.30 + 0.01 * i, 2) for i in range(51)]
 TOP_KS = (3, 5)
 MARGINS = (0.02, 0.05, 0.08, 0.12)
 FOLDS = 5
@@ -66,7 +66,7 @@ async def fit(
                 for r in ROUTES
             }
             fold_scores[top_k].append(await _scores(embeddings, examples, top_k, fold))
-    best: tuple[tuple[bool, float, float], RouterExamples] | None = None
+    results: list[tuple[tuple[bool, float, float], RouterExamples]] = []
     for threshold, top_k, margin in itertools.product(THRESHOLDS, TOP_KS, MARGINS):
         policy = replace(seeds, threshold=threshold, top_k=top_k, follow_up_margin=margin)
         correct = escalated = escalate_total = 0
@@ -79,11 +79,8 @@ async def fit(
                     escalated += route == "escalate"
         accuracy = correct / len(fit_cases)
         recall = escalated / escalate_total if escalate_total else 1.0
-        key = (recall >= 0.95, accuracy, recall)
-        if best is None or key > best[0]:
-            best = (key, policy)
-    assert best is not None
-    (meets, accuracy, recall), policy = best
+        results.append(((recall >= 0.95, accuracy, recall), policy))
+    (meets, accuracy, recall), policy = _most_robust(results)
     fitted = {r: [c.message for c in singles if c.expected == r] for r in ROUTES}
     chosen = replace(
         policy, examples={r: list(dict.fromkeys(seeds.examples[r] + fitted[r])) for r in ROUTES}
@@ -97,6 +94,21 @@ async def fit(
         "follow_up_margin": policy.follow_up_margin,
         "fitted_examples": {r: len(v) for r, v in fitted.items()},
     }
+
+
+def _most_robust(
+    results: Sequence[tuple[tuple[bool, float, float], RouterExamples]],
+) -> tuple[tuple[bool, float, float], RouterExamples]:
+    """The best score; among ties, the middle of the best threshold plateau rather than its
+    edge, so a small drift in scores does not fall off it."""
+    best_key = max(key for key, _ in results)
+    tied = [policy for key, policy in results if key == best_key]
+    first = tied[0]
+    plateau = sorted(
+        (p for p in tied if (p.top_k, p.follow_up_margin) == (first.top_k, first.follow_up_margin)),
+        key=lambda p: p.threshold,
+    )
+    return best_key, plateau[len(plateau) // 2]
 
 
 def save(

@@ -104,10 +104,13 @@ class RouterExamples:
 
     @classmethod
     def load(cls, path: Path = EXAMPLES_PATH) -> RouterExamples:
+        """The hand-written examples plus those `make calibrate` fitted, and the policy."""
         data = json.loads(path.read_text(encoding="utf-8"))
         policy = data.get("policy", {})
+        fitted = data.get("fitted_examples", {})
         examples: dict[Route, list[str]] = {
-            route: list(data["examples"][route]) for route in ROUTES
+            route: list(dict.fromkeys([*data["examples"][route], *fitted.get(route, [])]))
+            for route in ROUTES
         }
         return cls(
             examples=examples,
