@@ -39,6 +39,7 @@ class CheckpointLine(BaseModel):
     next: list[str]
     run_id: str | None
     messages: int
+    question: str | None = None
     nodes: list[RunRow]
 
 
@@ -80,6 +81,8 @@ async def checkpoints(services: Services, conversation_id: str) -> list[Checkpoi
             else None
         )
         metadata = snapshot.metadata or {}
+        messages = snapshot.values.get("messages", [])
+        asked = [m for m in messages if isinstance(m, HumanMessage)]
         lines.append(
             CheckpointLine(
                 checkpoint_id=checkpoint_id,
@@ -89,7 +92,8 @@ async def checkpoints(services: Services, conversation_id: str) -> list[Checkpoi
                 created_at=str(snapshot.created_at),
                 next=list(snapshot.next),
                 run_id=metadata.get("message_id"),
-                messages=len(snapshot.values.get("messages", [])),
+                messages=len(messages),
+                question=asked[-1].text if asked else None,
                 nodes=by_checkpoint.get(checkpoint_id, []),
             )
         )
@@ -259,13 +263,20 @@ def format_runs(lines: list[CheckpointLine]) -> str:
             current_run = line.run_id
             turn += 1
             nodes = [n for later in lines if later.run_id == current_run for n in later.nodes]
-            query = next((n.detail.get("query") for n in nodes if n.node == "retrieve"), "")
+            question = next(
+                (
+                    later.question
+                    for later in reversed(lines)
+                    if later.run_id == current_run and later.question
+                ),
+                "",
+            )
             agent = next((n.detail.get("route") for n in nodes if n.node == "route"), "?")
             total = sum(n.duration_ms or 0 for n in nodes if n.node not in ("route", "retrieve"))
             total += max(
                 (n.duration_ms or 0 for n in nodes if n.node in ("route", "retrieve")), default=0
             )
-            title = f"turn {turn} · run {str(current_run)[:8]} · {query!r} -> {agent}"
+            title = f"turn {turn} · run {str(current_run)[:8]} · {question!r} -> {agent}"
             out.append(f"\n{title} · {total:.0f} ms")
             out.append(header)
         if not line.nodes:

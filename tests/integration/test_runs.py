@@ -42,6 +42,9 @@ async def test_runs_list_shows_each_turn_with_node_timings(
     assert "rerank_score" in rerank.detail["passages"][0]
     text = timetravel.format_runs(lines)
     assert text.count("turn ") == 2
+    # Each turn is titled with what the user asked, not the search query built from it.
+    assert "'Comment automatiser mes emails de bienvenue ?' -> audrey" in text
+    assert "'et pour le délai ?' -> audrey" in text
     assert "route" in text
     assert " ms" in text
 
