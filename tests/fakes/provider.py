@@ -390,6 +390,26 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+async def _begin(
+    state: FakeState,
+    request: Request,
+    default_model: str,
+    flavour: Literal["openai", "cohere"],
+) -> tuple[dict[str, Any], str, str, Response | None]:
+    """What every endpoint does first: read the body, take and record the next scripted fault,
+    and answer the faults that happen before any content (429/500, timeout). The response is
+    set when the endpoint must return it as is."""
+    body = await _json_body(request)
+    model = str(body.get("model") or default_model)
+    fault = state.next_fault(model)
+    state.record(request, model, body, fault)
+    if fault in ("429", "500"):
+        return body, model, fault, _error(fault, flavour)
+    if fault == "timeout" and not await _sleep_unless_disconnected(request, TIMEOUT_FAULT_SECONDS):
+        return body, model, fault, Response(status_code=499)
+    return body, model, fault, None
+
+
 def _cut_after(fault: str) -> int | None:
     return int(fault.partition(":")[2]) if fault.startswith("cut:") else None
 
@@ -552,17 +572,10 @@ def _openai_router(state: FakeState) -> APIRouter:
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        body = await _json_body(request)
-        model = str(body.get("model") or "fake-model")
-        fault = state.next_fault(model)
-        state.record(request, model, body, fault)
+        body, model, fault, early = await _begin(state, request, "fake-model", "openai")
+        if early is not None:
+            return early
         config = state.config
-        if fault in ("429", "500"):
-            return _error(fault, "openai")
-        if fault == "timeout" and not await _sleep_unless_disconnected(
-            request, TIMEOUT_FAULT_SECONDS
-        ):
-            return Response(status_code=499)
         completion = _Completion(model, body, _answer(state, model, body))
         if body.get("stream"):
             options = body.get("stream_options")
@@ -579,17 +592,10 @@ def _openai_router(state: FakeState) -> APIRouter:
 
     @router.post("/embeddings")
     async def embeddings(request: Request) -> Response:
-        body = await _json_body(request)
-        model = str(body.get("model") or "text-embedding-3-small")
-        fault = state.next_fault(model)
-        state.record(request, model, body, fault)
+        body, model, fault, early = await _begin(state, request, "text-embedding-3-small", "openai")
+        if early is not None:
+            return early
         config = state.config
-        if fault in ("429", "500"):
-            return _error(fault, "openai")
-        if fault == "timeout" and not await _sleep_unless_disconnected(
-            request, TIMEOUT_FAULT_SECONDS
-        ):
-            return Response(status_code=499)
         raw = body.get("input")
         # One string, a list of strings, or token ids (one list of ints, or a list of them).
         if isinstance(raw, str) or (
@@ -654,17 +660,12 @@ def _rerank_router(state: FakeState) -> APIRouter:
     router = APIRouter()
 
     async def rerank(request: Request, version: Literal["1", "2"]) -> Response:
-        body = await _json_body(request)
-        model = str(body.get("model") or "rerank-multilingual-v3.0")
-        fault = state.next_fault(model)
-        state.record(request, model, body, fault)
+        body, _model, fault, early = await _begin(
+            state, request, "rerank-multilingual-v3.0", "cohere"
+        )
+        if early is not None:
+            return early
         config = state.config
-        if fault in ("429", "500"):
-            return _error(fault, "cohere")
-        if fault == "timeout" and not await _sleep_unless_disconnected(
-            request, TIMEOUT_FAULT_SECONDS
-        ):
-            return Response(status_code=499)
         documents = body.get("documents")
         if not isinstance(documents, list):
             raise HTTPException(400, "documents must be a list")
