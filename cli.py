@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-from graph.settings import Settings, get_settings
-from graph.state import AgentOwner
+from core.domain import AgentOwner
+from core.settings import Settings, get_settings
 
 
 async def _ingest(settings: Settings, path: Path, agent: AgentOwner, prune: bool) -> int:
-    from graph.ingest import ingest_path
-    from graph.providers.embeddings import make_embeddings
-    from graph.services import open_database
-    from graph.store.documents import EmbeddingMismatch
+    from ingest.pipeline import ingest_path
+    from providers.embeddings import make_embeddings
+    from services import open_database
+    from store.documents import EmbeddingMismatch
 
     embeddings = make_embeddings(settings.embeddings_provider, settings)
     async with open_database(settings) as (_, pool):
@@ -34,9 +34,9 @@ async def _ingest(settings: Settings, path: Path, agent: AgentOwner, prune: bool
 
 
 async def _reembed(settings: Settings) -> int:
-    from graph.ingest import reembed
-    from graph.providers.embeddings import make_embeddings
-    from graph.services import open_database
+    from ingest.reembed import reembed
+    from providers.embeddings import make_embeddings
+    from services import open_database
 
     embeddings = make_embeddings(settings.embeddings_provider, settings)
     async with open_database(settings) as (_, pool):
@@ -46,8 +46,8 @@ async def _reembed(settings: Settings) -> int:
 
 
 def _graph(png: Path | None) -> int:
+    from devtools.drawing import draw_png, mermaid
     from graph.builder import graph
-    from graph.drawing import draw_png, mermaid
 
     if png is None:
         print(mermaid(graph))
@@ -59,8 +59,8 @@ def _graph(png: Path | None) -> int:
 async def _runs(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
-    from graph import timetravel
-    from graph.services import open_services
+    from devtools import timetravel
+    from services import open_services
 
     async with open_services(settings) as services:
         try:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         case "reembed":
             return asyncio.run(_reembed(settings))
         case "db-url":
-            from graph.store.postgres import resolve_database_url
+            from store.postgres import resolve_database_url
 
             print(resolve_database_url(settings))
             return 0
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             import os
             import shutil
 
-            from graph.store.postgres import bundled_psql, resolve_database_url
+            from store.postgres import bundled_psql, resolve_database_url
 
             url = resolve_database_url(settings)
             client = bundled_psql()
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             os.execv(binary, [binary, url, *extra])
         case "db-stop":
-            from graph.store.postgres import stop_embedded
+            from store.postgres import stop_embedded
 
             stopped = settings.embedded_database and stop_embedded(settings.data_dir)
             print("stopped" if stopped else "no embedded server running")

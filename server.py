@@ -13,8 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import errors
 from api.ratelimit import SlidingWindowLimiter
 from api.routes import admin, chat, conversations, health
-from graph.services import open_services
-from graph.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from services import open_services
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

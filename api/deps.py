@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from api.errors import ApiError
 from api.ratelimit import SlidingWindowLimiter
-from graph.services import Services
+from services import Services
 
 
 def get_services(request: Request) -> Services:

@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from core.domain import Route
+from turns.events import Source
+
 MAX_MESSAGE_CHARS = 4000
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 
@@ -38,28 +41,15 @@ class ChatRequest(BaseModel):
         return data
 
 
-class SourceOut(BaseModel):
-    """A passage the answer cites."""
-
-    number: int
-    id: int
-    title: str
-    section: str
-    source: str
-    agent_owner: str
-    score: float
-    excerpt: str
-
-
 class ChatResponse(BaseModel):
     """The non-streaming answer; the seed's widget reads `message`, `agent` and `timestamp`."""
 
     message: str
-    agent: Literal["audrey", "carole", "escalate"]
+    agent: Route
     timestamp: datetime
     conversation_id: str
     message_id: str
-    sources: list[SourceOut]
+    sources: list[Source]
     model: str
     latency_ms: int
     llm: bool

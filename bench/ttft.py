@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from graph.settings import get_settings
+from core.settings import get_settings
 from server import serve_in_background
 
 QUESTIONS = [

@@ -16,20 +16,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings, get_settings
 from evals import calibrate, report, retrieval
 from evals.datasets import DATASETS, load_retrieval, load_routing
 from evals.routers import KeywordRouter
 from evals.routing import predict
 from evals.routing import report as routing_report
-from graph.providers.embeddings import make_embeddings
-from graph.providers.routing import (
+from providers.embeddings import make_embeddings
+from providers.router import (
     EXAMPLES_PATH,
     EmbeddingRouter,
     Router,
     RouterExamples,
     make_router,
 )
-from graph.settings import Settings, get_settings
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 TEST_SETS = [DATASETS / "routing_test.jsonl", DATASETS / "multiturn_test.jsonl"]
@@ -42,7 +42,7 @@ async def llm_router(settings: Settings, use_fake: bool) -> AsyncIterator[Router
     if settings.openrouter_api_key is None:
         if not use_fake:
             raise SystemExit("--router llm needs OPENROUTER_API_KEY (or --fake-llm)")
-        from tests.fakes.provider import fake_provider
+        from devtools.fake_provider import fake_provider
 
         async with fake_provider() as fake:
             settings = settings.model_copy(
@@ -113,10 +113,10 @@ async def routing(args: argparse.Namespace) -> int:
 
 
 async def run_retrieval(args: argparse.Namespace) -> int:
-    from graph.ingest import ingest_knowledge_base
-    from graph.providers.rerank import make_reranker
-    from graph.services import open_database
-    from graph.store.documents import count_by_agent
+    from ingest.pipeline import ingest_knowledge_base
+    from providers.rerank import make_reranker
+    from services import open_database
+    from store.documents import count_by_agent
 
     settings = get_settings()
     embeddings = make_embeddings(settings.embeddings_provider, settings)

@@ -15,11 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.domain import ROUTES, Route
 from evals.datasets import RoutingCase
 from evals.metrics import routing_report
-from graph.providers.embeddings import EmbeddingCache
-from graph.providers.routing import EXAMPLES_PATH, EmbeddingRouter, RouterExamples, decide
-from graph.state import ROUTES, Route
+from providers.embeddings import EmbeddingCache
+from providers.router import EXAMPLES_PATH, EmbeddingRouter, RouterExamples, decide
 
 THRESHOLDS = [round(-0.30 + 0.01 * i, 2) for i in range(51)]
 TOP_KS = (3, 5)
@@ -41,10 +41,7 @@ async def _scores(
 def _accuracy(
     cases: Sequence[RoutingCase], scores: Sequence[dict[Route, float]], policy: RouterExamples
 ) -> tuple[float, float]:
-    predicted = [
-        decide(s, c.message, c.previous_specialist(), policy).route
-        for c, s in zip(cases, scores, strict=True)
-    ]
+    predicted = [decide(s, c.query, policy).route for c, s in zip(cases, scores, strict=True)]
     report = routing_report("cv", [c.expected for c in cases], predicted, [0.0] * len(cases))
     return report["accuracy"], report["escalate_recall"]
 
@@ -72,7 +69,7 @@ async def fit(
         correct = escalated = escalate_total = 0
         for fold, scores in zip(folds, fold_scores[top_k], strict=True):
             for case, score in zip(fold, scores, strict=True):
-                route = decide(score, case.message, case.previous_specialist(), policy).route
+                route = decide(score, case.query, policy).route
                 correct += route == case.expected
                 if case.expected == "escalate":
                     escalate_total += 1

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.domain import RouteQuery
+from graph.conversation import route_query
 
 DATASETS = Path(__file__).resolve().parent / "datasets"
 Label = Literal["audrey", "carole", "escalate"]
@@ -36,11 +40,10 @@ class RoutingCase(BaseModel):
             for t in self.history
         ]
 
-    def previous_specialist(self) -> Literal["audrey", "carole"] | None:
-        for turn in reversed(self.history):
-            if turn.role == "assistant" and turn.agent in ("audrey", "carole"):
-                return "audrey" if turn.agent == "audrey" else "carole"
-        return None
+    @cached_property
+    def query(self) -> RouteQuery:
+        """What a router sees for this case, built by the graph's own conversation rules."""
+        return route_query([*self.messages(), HumanMessage(self.message)])
 
 
 class RetrievalCase(BaseModel):

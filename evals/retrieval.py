@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.domain import AgentOwner, Passage
 from evals.datasets import RetrievalCase
 from evals.metrics import recall_at_k, reciprocal_rank
-from graph.providers.embeddings import EmbeddingCache
-from graph.providers.rerank import Reranker
-from graph.state import AgentOwner, Passage
-from graph.store import documents
-from graph.store.postgres import Pool
 from nodes.retrieve import SEARCH_SCOPES
+from providers.embeddings import EmbeddingCache
+from providers.rerank import Reranker
+from store import documents
+from store.postgres import Pool
 
 KS = (1, 3, 5)
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from langchain_core.messages import AnyMessage
-
-from graph.state import RouteDecision, Specialist
-from graph.text import fold
+from core.domain import RouteDecision, RouteQuery
+from core.text import fold
 
 # The seed's v1 n8n workflow routed on keyword lists ("Keywords routing (simpliste)"); this is
 # that baseline, written the way such a workflow is: first list with a hit wins, Audrey first,
@@ -61,10 +57,8 @@ class KeywordRouter:
     async def warm(self) -> None:
         return None
 
-    async def route(
-        self, message: str, previous: Specialist | None, history: Sequence[AnyMessage] = ()
-    ) -> RouteDecision:
-        folded = fold(message)
+    async def route(self, query: RouteQuery) -> RouteDecision:
+        folded = fold(query.message)
         for route, keywords in V1_KEYWORDS.items():
             hit = next((k for k in keywords if k in folded), None)
             if hit is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from evals.datasets import RoutingCase
 from evals.metrics import routing_report
-from graph.providers.routing import Router
+from providers.router import Router
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ async def predict(router: Router, cases: Sequence[RoutingCase]) -> list[Predicti
     predictions = []
     for case in cases:
         started = time.perf_counter()
-        decision = await router.route(case.message, case.previous_specialist(), case.messages())
+        decision = await router.route(case.query)
         predictions.append(
             Prediction(
                 case=case,

@@ -7,14 +7,11 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.state import ChatState
-from nodes.generate import compose_answer
+from graph.state import ChatState, Handoff
+from nodes.generate import generate
 
 
 async def escalate(state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Acknowledge, hand off to the team, and say how to reach them (from the shared documents)."""
-    update = await compose_answer("escalate", state, runtime)
-    update["answer_meta"]["handoff"] = {
-        "reason": state.route.reason if state.route else "unknown",
-    }
-    return update
+    handoff = Handoff(reason=state.route.reason if state.route else "unknown")
+    return await generate("escalate", state, runtime, handoff=handoff)

@@ -7,8 +7,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from core.domain import Route
 from graph.context import Context
-from graph.state import ChatState
+from graph.state import ChatState, RerankInfo
 
 log = logging.getLogger(__name__)
 
@@ -18,24 +19,18 @@ async def rerank(state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
     assert state.route is not None, "rerank runs after route"
     candidates = state.candidates.get(state.route.route, [])
     top_n = runtime.context.rerank_top_n
-    reranker = runtime.context.providers.reranker
+    reranker = runtime.context.require_providers().reranker
     try:
         passages = await reranker.rerank(state.query, candidates, top_n)
-        info: dict[str, Any] = {"reranker": reranker.name, "degraded": False}
+        info = RerankInfo(reranker=reranker.name)
     except Exception as exc:  # a reranker outage must not cost the user an answer
         log.warning("rerank failed, keeping retrieval order: %r", exc)
         passages = candidates[:top_n]
-        info = {"reranker": reranker.name, "degraded": True, "error": repr(exc)}
+        info = RerankInfo(reranker=reranker.name, degraded=True, error=repr(exc)[:500])
     return {"passages": passages, "rerank_info": info}
 
 
-def after_rerank(state: ChatState) -> str:
-    """Hand the turn to the persona the router chose."""
+def after_rerank(state: ChatState) -> Route:
+    """Hand the turn to the persona the router chose (each route is a node of that name)."""
     assert state.route is not None
-    match state.route.route:
-        case "audrey":
-            return "audrey"
-        case "carole":
-            return "carole"
-        case "escalate":
-            return "escalate"
+    return state.route.route

@@ -7,9 +7,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from core.domain import AgentOwner, Passage, Route
 from graph.context import Context
 from graph.conversation import search_text
-from graph.state import AgentOwner, ChatState, Passage, Route
+from graph.state import ChatState
 
 # Which owners each route may read. The route is not known yet, so every set is searched and
 # `rerank` keeps the chosen one: the critical path is max(route, embed + search), not the sum.
@@ -22,7 +23,7 @@ SEARCH_SCOPES: dict[Route, tuple[AgentOwner, ...]] = {
 
 async def retrieve(state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Embed the query once and run one filtered hybrid search per route, concurrently."""
-    providers = runtime.context.providers
+    providers = runtime.context.require_providers()
     query = search_text(state.messages, runtime.context.follow_up_max_words)
     embedding = await providers.embeddings.query(query)
     k = runtime.context.retrieve_k

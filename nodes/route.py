@@ -7,17 +7,14 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.conversation import latest_user_message, previous_route
+from graph.conversation import route_query
 from graph.state import ChatState
 
 
 async def route(state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Ask the router, unless the input already carries a decision (replays, tests)."""
+    """Ask the router, unless this turn's options already chose (replays, tests)."""
     if state.route is not None:
         return {"route": state.route}
-    decision = await runtime.context.providers.router.route(
-        latest_user_message(state.messages),
-        previous_route(state.messages),
-        state.messages[:-1],
-    )
-    return {"route": decision}
+    router = runtime.context.require_providers().router
+    query = route_query(state.messages, runtime.context.follow_up_max_words)
+    return {"route": await router.route(query)}

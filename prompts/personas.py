@@ -18,7 +18,7 @@ class Persona:
     key: str
     name: str
     role: str
-    # The extractive composer's frame around quoted sentences ({topic} is the source title).
+    # The extractive generator's frame around quoted sentences ({topic} is the source title).
     openings: tuple[str, ...]
     closings: tuple[str, ...]
     no_answer: str

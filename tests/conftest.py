@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from graph.providers.embeddings import EmbeddingCache, make_embeddings
-from graph.providers.routing import EmbeddingRouter, RouterExamples
-from graph.settings import Settings
+from core.settings import Settings
+from providers.embeddings import EmbeddingCache, make_embeddings
+from providers.router import EmbeddingRouter, RouterExamples
 
 
 @pytest.fixture(autouse=True, scope="session")

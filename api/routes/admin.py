@@ -18,8 +18,9 @@ from pydantic import BaseModel, Field
 from api.deps import ServicesDep
 from api.errors import ApiError
 from api.schemas import MAX_MESSAGE_CHARS, ErrorResponse
-from graph import timetravel
-from graph.drawing import draw_png, mermaid
+from devtools import timetravel
+from devtools.drawing import draw_png, mermaid
+from store.analytics import ConversationSummary, recent_conversations
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -47,25 +48,10 @@ class ReplayRequest(BaseModel):
     model: str | None = None
 
 
-class ConversationSummary(BaseModel):
-    id: str
-    user_id: str | None
-    updated_at: str
-    messages: int
-
-
 @router.get("/admin/conversations", dependencies=ADMIN)
 async def conversations(services: ServicesDep, limit: int = 50) -> list[ConversationSummary]:
     """The most recently active conversations."""
-    async with services.pool.connection() as conn:
-        cur = await conn.execute(
-            "select c.id, c.user_id, c.updated_at::text as updated_at, count(m.id) as messages "
-            "from conversations c left join messages m on m.conversation_id = c.id "
-            "group by c.id order by c.updated_at desc limit %s",
-            (min(max(limit, 1), 500),),
-        )
-        rows = await cur.fetchall()
-    return [ConversationSummary.model_validate(row) for row in rows]
+    return await recent_conversations(services.pool, min(max(limit, 1), 500))
 
 
 @router.get("/conversations/{conversation_id}/runs", dependencies=ADMIN)

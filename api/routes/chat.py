@@ -12,19 +12,20 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.deps import LimiterDep, ServicesDep, client_address, enforce_rate_limit
 from api.errors import ApiError
 from api.ratelimit import SlidingWindowLimiter
-from api.schemas import ChatRequest, ChatResponse, ErrorResponse, SourceOut
-from graph.services import Services
-from graph.store.messages import ConversationOwnedByAnotherUser
-from graph.turns import (
+from api.schemas import ChatRequest, ChatResponse, ErrorResponse
+from services import Services
+from store.messages import ConversationOwnedByAnotherUser
+from turns.events import (
     EndEvent,
     ErrorEvent,
     MetadataEvent,
+    Source,
     SourcesEvent,
     TokenEvent,
     TurnEvent,
-    TurnRequest,
     now_utc,
 )
+from turns.runner import TurnRequest
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
@@ -64,7 +65,7 @@ async def chat(
     """Answer in one JSON response (the seed's widget contract: `message`, `agent`, `timestamp`)."""
     events = await _start(body, request, services, limiter)
     parts: list[str] = []
-    sources: list[SourceOut] = []
+    sources: list[Source] = []
     meta: MetadataEvent | None = None
     end: EndEvent | None = None
     async for event in events:
@@ -72,7 +73,7 @@ async def chat(
             case MetadataEvent():
                 meta = event
             case SourcesEvent():
-                sources = [SourceOut.model_validate(s) for s in event.sources]
+                sources = event.sources
             case TokenEvent():
                 parts.append(event.text)
             case EndEvent():

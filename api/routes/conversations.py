@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from api.deps import ServicesDep
 from api.errors import ApiError
 from api.schemas import IDENTIFIER, ErrorResponse, HistoryResponse, MessageOut
-from graph.store import messages as store
+from store import messages
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
@@ -24,14 +24,14 @@ async def history(
     services: ServicesDep,
 ) -> HistoryResponse:
     """Messages oldest first; only the user who owns the conversation may read it."""
-    owner = await store.conversation_owner(services.pool, conversation_id)
+    owner = await messages.conversation_owner(services.pool, conversation_id)
     if owner is None:
         raise ApiError(404, "conversation_not_found", "Cette conversation n'existe pas.")
     if owner != user_id:
         raise ApiError(
             403, "conversation_forbidden", "Cette conversation appartient à un autre utilisateur."
         )
-    rows = await store.list_messages(services.pool, conversation_id)
+    rows = await messages.list_messages(services.pool, conversation_id)
     return HistoryResponse(
         conversation_id=conversation_id,
         messages=[

@@ -8,17 +8,10 @@ from fastapi import APIRouter, Response
 
 from api.deps import ServicesDep
 from api.schemas import HealthResponse
-from graph.store import documents
-from graph.store.postgres import read_query
+from store import analytics, documents
 
 router = APIRouter(tags=["health"])
 analytics_router = APIRouter(tags=["analytics"])
-
-MONITORING_QUERIES = (
-    ("volume_by_version", "monitoring_1_volume_by_version"),
-    ("performance_v2", "monitoring_2_performance_v2"),
-    ("agent_distribution", "monitoring_3_agent_distribution"),
-)
 
 
 @router.get("/health", responses={503: {"model": HealthResponse}})
@@ -33,7 +26,7 @@ async def health(services: ServicesDep, response: Response) -> HealthResponse:
         status="ok" if database_ok else "degraded",
         database="ok" if database_ok else "unreachable",
         mode=services.settings.mode,
-        llm=services.providers.composer.uses_llm,
+        llm=services.providers.generator.uses_llm,
         providers=services.providers.describe(),
         documents=counts,
     )
@@ -43,14 +36,6 @@ async def health(services: ServicesDep, response: Response) -> HealthResponse:
 
 
 @analytics_router.get("/analytics")
-async def analytics(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
+async def monitoring(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
     """The seed's three monitoring queries (last 24 hours), run verbatim."""
-    result: dict[str, list[dict[str, Any]]] = {}
-    async with services.pool.connection() as conn:
-        for key, name in MONITORING_QUERIES:
-            cur = await conn.execute(read_query(name).encode())
-            result[key] = [
-                {k: (float(v) if hasattr(v, "as_tuple") else v) for k, v in row.items()}
-                for row in await cur.fetchall()
-            ]
-    return result
+    return await analytics.monitoring(services.pool)

@@ -12,10 +12,11 @@ import httpx
 import psycopg
 import pytest
 
-from graph.services import Services, open_services
-from graph.settings import ROOT, Settings
-from graph.store.postgres import apply_migrations, start_embedded, stop_embedded
+from core.settings import ROOT, Settings
 from server import serve_in_background
+from services import Services, open_services
+from store.migrations import apply_migrations
+from store.postgres import start_embedded, stop_embedded
 
 # Enough of the sample knowledge base for the seed's two questions and an escalation.
 KNOWLEDGE_SUBSET = {

@@ -8,7 +8,7 @@ from uuid import UUID
 import httpx
 import pytest
 
-from graph.services import Services
+from services import Services
 from tests.integration.conftest import LiveServer
 from tests.integration.sse import stream_chat
 
@@ -203,7 +203,7 @@ async def test_health_and_nginx_paths(client: httpx.AsyncClient) -> None:
         assert body["database"] == "ok"
         assert body["mode"] == "embedded"
         assert body["llm"] is False
-        assert body["providers"]["chat"] == "extractive/v1"
+        assert body["providers"]["generator"] == "extractive/v1"
         assert body["documents"]["audrey"] > 0
     assert (await client.get("/docs")).status_code == 200
     schema = (await client.get("/openapi.json")).json()

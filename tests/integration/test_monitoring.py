@@ -10,7 +10,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from graph.store.postgres import read_query
+from store.analytics import read_query
 from tests.integration.conftest import fresh_database
 
 SEED_STEP_1 = "SELECT agent_owner, COUNT(*) FROM documents GROUP BY agent_owner;"

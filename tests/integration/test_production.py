@@ -11,14 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.ingest import ingest_knowledge_base
-from graph.services import Services, open_services
-from graph.settings import Settings
-from graph.turns import TurnEvent, TurnRequest
+from core.settings import Settings
+from devtools.fake_provider import FakeProvider, fake_provider
+from graph.state import RerankInfo
+from ingest.pipeline import ingest_knowledge_base
 from server import serve_in_background
-from tests.fakes.provider import FakeProvider, fake_provider
+from services import Services, open_services
 from tests.integration.conftest import _free_port, fresh_database
 from tests.integration.sse import read_events, stream_chat
+from turns.events import TurnEvent
+from turns.runner import TurnRequest
 
 PRIMARY, FALLBACK, ROUTER = "primary/model", "fallback/model", "router/model"
 PRICES = {PRIMARY: {"input": 1.0, "output": 2.0}, FALLBACK: {"input": 3.0, "output": 4.0}}
@@ -98,7 +100,7 @@ async def test_providers_are_the_production_ones(prod: Services) -> None:
         "router": f"llm/{ROUTER}",
         "retriever": "PostgresRetriever",
         "reranker": "cohere/rerank-multilingual-v3.0",
-        "chat": f"openrouter/{PRIMARY}",
+        "generator": f"openrouter/{PRIMARY}",
     }
 
 
@@ -188,10 +190,7 @@ async def test_failure_after_the_first_token_interrupts_without_fallback(
 async def test_cohere_rerank_reorders_candidates(prod: Services, fake: FakeProvider) -> None:
     await turn(prod, "Quelle durée et quel audio pour un reel Instagram ?", "prod-rerank")
     state = (await prod.graph.aget_state({"configurable": {"thread_id": "prod-rerank"}})).values
-    assert state["rerank_info"] == {
-        "reranker": "cohere/rerank-multilingual-v3.0",
-        "degraded": False,
-    }
+    assert state["rerank_info"] == RerankInfo(reranker="cohere/rerank-multilingual-v3.0")
     scores = [p.rerank_score for p in state["passages"]]
     assert scores == sorted(scores, reverse=True)
     assert len(scores) == prod.context.rerank_top_n

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
 
-from graph import timetravel
-from graph.services import Services
-from graph.store import messages as store
+from devtools import timetravel
+from services import Services
+from store import messages as store
 from tests.integration.test_search_and_ingest import chatbot
 
 
@@ -41,7 +42,7 @@ async def test_runs_list_shows_each_turn_with_node_timings(
     assert rerank.detail["passages"]
     assert "rerank_score" in rerank.detail["passages"][0]
     text = timetravel.format_runs(lines)
-    assert text.count("turn ") == 2
+    assert len(re.findall(r"^turn \d+ ·", text, flags=re.MULTILINE)) == 2
     # Each turn is titled with what the user asked, not the search query built from it.
     assert "'Comment automatiser mes emails de bienvenue ?' -> audrey" in text
     assert "'et pour le délai ?' -> audrey" in text
@@ -98,7 +99,7 @@ async def test_cli_graph_and_runs(
     env = {"DATA_DIR": str(data_dir), "INGEST_ON_START": "false"}
     listed = chatbot("runs", "list", "runs-cli", env=env)
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.count("turn ") == 2
+    assert len(re.findall(r"^turn \d+ ·", listed.stdout, flags=re.MULTILINE)) == 2
     assert "rerank" in listed.stdout
     mermaid = chatbot("graph", env=env)
     assert "route --> rerank" in mermaid.stdout

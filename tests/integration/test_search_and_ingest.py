@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graph.ingest import ingest_path
-from graph.providers.embeddings import EmbeddingCache
-from graph.settings import ROOT
-from graph.store import documents
-from graph.store.documents import EmbeddingMismatch
-from graph.store.postgres import open_pool
+from core.settings import ROOT
+from ingest.pipeline import ingest_path
+from providers.embeddings import EmbeddingCache
+from store import documents
+from store.documents import EmbeddingMismatch
+from store.postgres import open_pool
 from tests.integration.conftest import fresh_database
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.services import Services
-from graph.settings import ROOT, get_settings
-from graph.turns import turn_input
+from core.settings import ROOT, get_settings
+from services import Services
 
 
 async def test_graph_named_in_langgraph_json_runs_a_turn(
@@ -29,15 +28,16 @@ async def test_graph_named_in_langgraph_json_runs_a_turn(
     monkeypatch.setenv("INGEST_ON_START", "false")
     get_settings.cache_clear()
     try:
-        async with getattr(module, name)({"configurable": {}}) as graph:
-            runnable = graph.copy(update={"checkpointer": InMemorySaver()})
-            config = {"configurable": {"thread_id": "studio-1"}}
-            await runnable.ainvoke(
-                turn_input("Comment automatiser mes emails de bienvenue ?", uuid4(), uuid4(), None),
-                config,
-            )
-            state = await runnable.aget_state(config)
+        graph = await getattr(module, name)({"configurable": {}})
+        runnable = graph.copy(update={"checkpointer": InMemorySaver()})
+        config = {"configurable": {"thread_id": "studio-1"}}
+        # What Studio sends: a message, no context, no turn options.
+        await runnable.ainvoke(
+            {"messages": [HumanMessage("Comment automatiser mes emails de bienvenue ?")]}, config
+        )
+        state = await runnable.aget_state(config)
     finally:
+        await module._stack.aclose()
         get_settings.cache_clear()
     assert state.values["route"].route == "audrey"
     assert state.values["messages"][-1].name == "audrey"

@@ -8,8 +8,8 @@ from evals.__main__ import FIT_SETS, TEST_SETS, main
 from evals.datasets import DATASETS, load_retrieval, load_routing
 from evals.metrics import routing_report
 from evals.routing import predict
-from graph.providers.embeddings import EmbeddingCache
-from graph.providers.routing import EXAMPLES_PATH, EmbeddingRouter, RouterExamples
+from providers.embeddings import EmbeddingCache
+from providers.router import EXAMPLES_PATH, EmbeddingRouter, RouterExamples
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 

@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import BaseModel, Field
 
-from tests.fakes.provider import FakeConfig, FakeProvider, fake_provider, split_tokens
+from devtools.fake_provider import FakeConfig, FakeProvider, fake_provider, split_tokens
 
 SYSTEM = (
     "Tu réponds avec les extraits fournis entre les balises <documents>. Cite tes sources.\n"

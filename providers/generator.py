@@ -1,0 +1,283 @@
+"""Generators: they turn reranked passages into the persona's streamed answer.
+
+The embedded default quotes the knowledge base (no LLM); production prompts a chat model with
+fallback models. Both implement `Generator`, built by `make_generator("provider/model")`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
+
+from core.domain import Passage, Route, Usage
+from core.settings import Settings
+from core.text import split_sentences, tokens_of
+from prompts.generator import DOCUMENTS_FRAME, HISTORY_MESSAGES, NO_DOCUMENTS, format_documents
+from prompts.personas import ESCALATE_CONTACT_QUERY, PERSONAS, Persona
+from providers.chat import make_chat_model, price
+from providers.embeddings import EmbeddingCache, cosine
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """Everything a generator may use to answer one turn."""
+
+    route: Route
+    question: str
+    query: str
+    passages: Sequence[Passage]
+    history: Sequence[AnyMessage] = ()
+
+
+@dataclass(frozen=True)
+class AnswerChunk:
+    """A text delta, or news about the answer: the model serving it as soon as it is known,
+    then (last chunk) the model that served, its usage and the models that failed first."""
+
+    text: str = ""
+    serving_model: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+    fallbacks: tuple[str, ...] = ()
+
+
+class Generator(Protocol):
+    """Streams an answer for a request."""
+
+    name: str
+    uses_llm: bool
+
+    def astream(self, request: AnswerRequest) -> AsyncIterator[AnswerChunk]: ...
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    passage_rank: int
+    position: int
+    text: str
+
+
+class ExtractiveGenerator:
+    """The embedded default: no LLM. It quotes the knowledge base's most relevant sentences in
+    the persona's frame, cites them by number, and streams the result word by word."""
+
+    name = "extractive/v1"
+    uses_llm = False
+
+    def __init__(
+        self,
+        embeddings: EmbeddingCache,
+        max_passages: int = 3,
+        max_sentences: int = 4,
+        max_chars: int = 700,
+        tolerance: float = 0.04,
+    ):
+        self._embeddings = embeddings
+        self._max_passages = max_passages
+        self._max_sentences = max_sentences
+        self._max_chars = max_chars
+        self._tolerance = tolerance
+
+    async def select(
+        self, query: str, passages: Sequence[Passage], already_said: str = ""
+    ) -> list[tuple[int, str]]:
+        """The (source number, sentence) pairs worth quoting, in reading order.
+
+        Fragments (a list item that continues a sentence) are skipped, and so is anything this
+        conversation already quoted: a follow-up gets new information, not a repeat.
+        """
+        candidates = [
+            _Candidate(rank, position, sentence)
+            for rank, passage in enumerate(passages[: self._max_passages])
+            for position, sentence in enumerate(split_sentences(passage.content))
+            if 30 <= len(sentence) <= 400
+            and not sentence[0].islower()
+            and not sentence.endswith((":", ";", ","))
+            and sentence not in already_said
+        ]
+        if not candidates:
+            return []
+        sims = cosine(
+            await self._embeddings.texts([c.text for c in candidates]),
+            await self._embeddings.query(query),
+        )
+        # Prefer earlier (better reranked) passages slightly when sentences tie.
+        scored = sorted(
+            ((float(sims[i]) - 0.01 * c.passage_rank, c) for i, c in enumerate(candidates)),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        best = scored[0][0]
+        chosen: list[_Candidate] = []
+        length = 0
+        for score, candidate in scored:
+            if len(chosen) >= self._max_sentences or score < best - self._tolerance:
+                break
+            if chosen and length + len(candidate.text) > self._max_chars:
+                continue
+            chosen.append(candidate)
+            length += len(candidate.text)
+        chosen.sort(key=lambda c: (c.passage_rank, c.position))
+        return [(c.passage_rank + 1, c.text) for c in chosen]
+
+    def _pick(self, options: Sequence[str], question: str) -> str:
+        digest = hashlib.sha256(question.encode("utf-8")).digest()
+        return options[digest[0] % len(options)]
+
+    async def compose(self, request: AnswerRequest) -> str:
+        """The whole answer text."""
+        persona: Persona = PERSONAS[request.route]
+        already_said = "\n".join(m.text for m in request.history if isinstance(m, AIMessage))
+        if request.route == "escalate":
+            # Quote how to reach the team, whatever the request was about.
+            quotes = await self.select(ESCALATE_CONTACT_QUERY, request.passages)
+            parts = [self._pick(persona.openings, request.question)]
+            if quotes:
+                number, sentence = quotes[0]
+                parts.append(f"En attendant : {sentence} [{number}]")
+            parts.append(self._pick(persona.closings, request.question))
+            return "\n\n".join(parts)
+        # The retrieval query carries the previous question for a follow-up; sentences are picked
+        # for what is asked now.
+        quotes = await self.select(request.question, request.passages, already_said)
+        if not quotes:
+            return persona.no_answer
+        cited = sorted({number for number, _ in quotes})
+        lines = [f"- {sentence} [{number}]" for number, sentence in quotes]
+        sources = " · ".join(f"[{n}] {request.passages[n - 1].label}" for n in cited)
+        return "\n\n".join(
+            [
+                self._pick(persona.openings, request.question),
+                "\n".join(lines),
+                self._pick(persona.closings, request.question),
+                f"Sources : {sources}",
+            ]
+        )
+
+    async def astream(self, request: AnswerRequest) -> AsyncIterator[AnswerChunk]:
+        text = await self.compose(request)
+        for token in tokens_of(text):
+            yield AnswerChunk(text=token)
+            # Hand the loop back between words so each one is flushed as its own event.
+            await asyncio.sleep(0)
+        yield AnswerChunk(model=self.name, usage=Usage())
+
+
+class AllModelsFailed(Exception):
+    """Every model of the fallback chain failed before its first token."""
+
+
+class LLMGenerator:
+    """Production generator: the persona prompt on a chat model, with fallback models.
+
+    A model is abandoned for the next one only before its first *content* token (an
+    OpenAI-style stream opens with an empty role delta, which does not count). Once text has
+    reached the user, a failure propagates: the turn ends with an `error` event and the partial
+    answer is saved as interrupted.
+    """
+
+    uses_llm = True
+
+    def __init__(
+        self,
+        models: Sequence[tuple[str, BaseChatModel]],
+        prices: dict[str, dict[str, float]],
+        first_token_timeout: float,
+    ):
+        if not models:
+            raise ValueError("at least one model is needed")
+        self._models = list(models)
+        self._prices = prices
+        self._first_token_timeout = first_token_timeout
+        self.name = models[0][0]
+
+    def prompt(self, request: AnswerRequest) -> list[BaseMessage]:
+        """System persona with the passages fenced as data, recent history, the question."""
+        persona = PERSONAS[request.route]
+        documents = format_documents(
+            [(i + 1, p.label, p.content) for i, p in enumerate(request.passages)]
+        )
+        system = persona.system + (
+            DOCUMENTS_FRAME.format(documents=documents) if documents else NO_DOCUMENTS
+        )
+        history = [
+            m for m in request.history if isinstance(m, HumanMessage | AIMessage) and m.text
+        ][-HISTORY_MESSAGES:]
+        return [SystemMessage(system), *history, HumanMessage(request.question)]
+
+    async def astream(self, request: AnswerRequest) -> AsyncIterator[AnswerChunk]:
+        messages = self.prompt(request)
+        failures: list[str] = []
+        for name, model in self._models:
+            started = False
+            served = name
+            usage = Usage()
+            try:
+                stream = model.astream(messages, config={"run_name": f"generate:{name}"})
+                iterator = aiter(stream)
+                while True:
+                    try:
+                        if started:
+                            chunk = await anext(iterator)
+                        else:
+                            async with asyncio.timeout(self._first_token_timeout):
+                                chunk = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
+                    served = str(chunk.response_metadata.get("model_name") or served)
+                    if chunk.usage_metadata:
+                        usage = Usage(
+                            input_tokens=chunk.usage_metadata["input_tokens"],
+                            output_tokens=chunk.usage_metadata["output_tokens"],
+                        )
+                    text = chunk.text
+                    if text:
+                        if not started:
+                            started = True
+                            yield AnswerChunk(serving_model=_qualify(name, served))
+                        yield AnswerChunk(text=text)
+            except Exception as exc:
+                if started:
+                    raise
+                failures.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+                continue
+            if not started:
+                failures.append(f"{name}: empty answer")
+                continue
+            model_name = _qualify(name, served)
+            yield AnswerChunk(
+                model=model_name,
+                usage=price(usage, model_name, self._prices),
+                fallbacks=tuple(failures),
+            )
+            return
+        raise AllModelsFailed("; ".join(failures))
+
+
+def _qualify(configured: str, served: str) -> str:
+    """`openrouter/<model actually served>` (OpenRouter may echo a more precise model id)."""
+    provider = configured.partition("/")[0]
+    return served if served.startswith(f"{provider}/") else f"{provider}/{served}"
+
+
+def make_generator(name: str, embeddings: EmbeddingCache, settings: Settings) -> Generator:
+    """Build the generator named `provider/model` (with the configured fallbacks for an LLM)."""
+    provider, _, model = name.partition("/")
+    match provider:
+        case "extractive":
+            return ExtractiveGenerator(embeddings)
+        case "openrouter":
+            chain = [model, *[m for m in settings.llm_fallback_models if m != model]]
+            return LLMGenerator(
+                [(f"openrouter/{m}", make_chat_model(f"openrouter/{m}", settings)) for m in chain],
+                prices=settings.llm_prices,
+                first_token_timeout=settings.llm_first_token_timeout_seconds,
+            )
+        case _:
+            raise ValueError(f"Unknown chat model provider {provider!r} in {name!r}")

@@ -1,0 +1,73 @@
+"""Retriever backends: the Postgres hybrid search, or an in-memory index for unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+
+from core.domain import AgentOwner, Passage
+from providers.embeddings import Vector, cosine
+from store import documents
+from store.postgres import Pool
+
+
+class Retriever(Protocol):
+    """Finds the k passages closest to a query among the given owners' documents."""
+
+    async def search(
+        self, embedding: Vector, text: str, agents: Sequence[AgentOwner], k: int
+    ) -> list[Passage]: ...
+
+
+class PostgresRetriever:
+    """pgvector + French full text in one SQL function (`match_documents_hybrid`)."""
+
+    def __init__(self, pool: Pool):
+        self._pool = pool
+
+    async def search(
+        self, embedding: Vector, text: str, agents: Sequence[AgentOwner], k: int
+    ) -> list[Passage]:
+        return await documents.search_hybrid(self._pool, embedding, text, agents, k)
+
+
+class InMemoryRetriever:
+    """Cosine search over passages held in memory (no database, for unit tests)."""
+
+    def __init__(self, passages: Sequence[tuple[Passage, Vector]]):
+        self._passages = [p for p, _ in passages]
+        self._matrix = (
+            np.stack([v for _, v in passages]) if passages else np.zeros((0, 1), np.float32)
+        )
+
+    async def search(
+        self, embedding: Vector, text: str, agents: Sequence[AgentOwner], k: int
+    ) -> list[Passage]:
+        sims = cosine(self._matrix, embedding)
+        order = np.argsort(-sims)
+        hits = [
+            self._passages[i].model_copy(
+                update={"similarity": float(sims[i]), "score": float(sims[i])}
+            )
+            for i in order
+            if self._passages[i].agent_owner in agents
+        ]
+        return hits[:k]
+
+
+def make_retriever(
+    kind: Literal["postgres", "memory"],
+    *,
+    pool: Pool | None = None,
+    passages: Sequence[tuple[Passage, Vector]] = (),
+) -> Retriever:
+    """Pick the retriever backend."""
+    match kind:
+        case "postgres":
+            if pool is None:
+                raise ValueError("the postgres retriever needs a connection pool")
+            return PostgresRetriever(pool)
+        case "memory":
+            return InMemoryRetriever(passages)

@@ -1,0 +1,80 @@
+"""The composition root: everything a process needs, opened once and closed on exit.
+
+The server's lifespan, the CLI's commands, LangGraph Studio's factory and the tests all go
+through `open_services`, so they build the same things the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from core.settings import Settings
+from graph.builder import ChatGraph, build_graph
+from graph.checkpointer import make_checkpointer
+from graph.context import Context
+from ingest.pipeline import flatten, ingest_knowledge_base
+from providers import Providers, make_providers
+from store import documents
+from store.migrations import apply_migrations
+from store.postgres import Pool, open_pool, resolve_database_url
+from turns.runner import TurnRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The process's long-lived objects, built once."""
+
+    settings: Settings
+    database_url: str
+    pool: Pool
+    providers: Providers
+    graph: ChatGraph
+    context: Context
+    turns: TurnRunner
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[tuple[str, Pool]]:
+    """Resolve the database, apply migrations, open the pool; close it on exit."""
+    url = resolve_database_url(settings)
+    await apply_migrations(url)
+    pool = await open_pool(url, settings.db_pool_max_size)
+    try:
+        yield url, pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Everything the server needs, with the sample knowledge ingested on an empty embedded DB."""
+    async with open_database(settings) as (url, pool):
+        providers = await make_providers(settings, pool)
+        # Fail at start, with the fix in the message, rather than on every search.
+        await documents.check_embedding_compatible(
+            pool, providers.embeddings.name, providers.embeddings.dimensions
+        )
+        first_start = settings.ingest_on_start and settings.embedded_database
+        if first_start and not await documents.count_by_agent(pool):
+            log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)
+            reports = await ingest_knowledge_base(
+                pool, providers.embeddings, settings.knowledge_dir
+            )
+            log.info("knowledge base: %s", flatten(reports.values()).summary())
+        checkpointer = await make_checkpointer(pool)
+        graph = build_graph(checkpointer=checkpointer, providers=providers)
+        context = Context(
+            retrieve_k=settings.retrieve_k,
+            rerank_top_n=settings.rerank_top_n,
+            providers=providers,
+        )
+        turns = TurnRunner(pool, graph, context)
+        try:
+            yield Services(settings, url, pool, providers, graph, context, turns)
+        finally:
+            await turns.wait_idle()

@@ -1,0 +1,245 @@
+"""The `documents` table: chunks, their embeddings, and the hybrid search over them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
+
+from core.domain import AgentOwner, Passage
+from store.postgres import Connection, Pool
+
+
+class EmbeddingMismatch(Exception):
+    """The index holds embeddings of another model or size than the one configured."""
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One chunk ready to be written."""
+
+    content: str
+    embedding: np.ndarray[Any, np.dtype[np.float32]]
+    content_hash: str
+    chunk_index: int
+    metadata: dict[str, Any]
+
+
+async def search_hybrid(
+    pool: Pool,
+    embedding: np.ndarray[Any, np.dtype[np.float32]],
+    text: str,
+    agents: Sequence[AgentOwner],
+    k: int,
+) -> list[Passage]:
+    """Vector + French full-text search restricted to `agents`, fused by reciprocal rank."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select id, content, metadata, agent_owner, source, similarity, score "
+            "from match_documents_hybrid(%s, %s, %s, %s, %s)",
+            (embedding, text, list(agents), k, max(40, 4 * k)),
+        )
+        rows = await cur.fetchall()
+    return [
+        Passage(
+            id=row["id"],
+            content=row["content"],
+            source=row["source"] or "",
+            title=str(row["metadata"].get("title", "")),
+            section=str(row["metadata"].get("section", "")),
+            agent_owner=row["agent_owner"],
+            similarity=float(row["similarity"] or 0.0),
+            score=float(row["score"]),
+        )
+        for row in rows
+    ]
+
+
+async def index_dimensions(pool: Pool) -> int | None:
+    """The declared size of `documents.embedding` (None if the column has no fixed size)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select atttypmod from pg_attribute "
+            "where attrelid = 'documents'::regclass and attname = 'embedding'"
+        )
+        row = await cur.fetchone()
+    if row is None or row["atttypmod"] is None or row["atttypmod"] < 0:
+        return None
+    return int(row["atttypmod"])
+
+
+async def embedding_models(pool: Pool) -> dict[str | None, int]:
+    """How many embedded chunks each embedding model produced."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select embedding_model, count(*) as n from documents "
+            "where embedding is not null group by embedding_model"
+        )
+        rows = await cur.fetchall()
+    return {row["embedding_model"]: int(row["n"]) for row in rows}
+
+
+async def check_embedding_compatible(pool: Pool, model: str, dimensions: int) -> None:
+    """Refuse to put `model` vectors beside another model's, or into a column of another size.
+
+    An empty table is simply resized: there is nothing to re-embed.
+    """
+    declared = await index_dimensions(pool)
+    if declared is not None and declared != dimensions and not await count_by_agent(pool):
+        async with pool.connection() as conn, conn.transaction():
+            await _resize_column(conn, dimensions)
+            await _create_index(conn)
+        declared = dimensions
+    if declared is not None and declared != dimensions:
+        raise EmbeddingMismatch(
+            f"documents.embedding holds {declared}-dimension vectors but {model} produces "
+            f"{dimensions}. Re-embed the knowledge base with `chatbot reembed` instead of mixing "
+            "sizes in one index."
+        )
+    others = {name: n for name, n in (await embedding_models(pool)).items() if name != model}
+    if others:
+        listing = ", ".join(f"{name or 'unknown'} ({n} chunks)" for name, n in others.items())
+        raise EmbeddingMismatch(
+            f"documents already holds embeddings from {listing}; refusing to add {model} "
+            "vectors to the same index. Re-embed everything with `chatbot reembed`, or set "
+            "EMBEDDING_MODEL back to the model the index was built with."
+        )
+
+
+async def _resize_column(conn: Connection, dimensions: int) -> None:
+    """Give `documents.embedding` a new size, emptying it and dropping its index (call inside
+    a transaction that ends with `_create_index`, so readers never see the gap)."""
+    await conn.execute("drop index if exists documents_embedding_hnsw_idx")
+    await conn.execute(
+        f"alter table documents alter column embedding type vector({int(dimensions)}) "
+        "using null".encode()
+    )
+
+
+async def _create_index(conn: Connection) -> None:
+    await conn.execute(
+        "create index documents_embedding_hnsw_idx on documents "
+        "using hnsw (embedding vector_cosine_ops)"
+    )
+
+
+class StoredChunk(BaseModel):
+    """A chunk as stored, for re-embedding."""
+
+    id: int
+    content: str
+    title: str
+    section: str
+
+
+async def all_chunks(pool: Pool) -> list[StoredChunk]:
+    """Every chunk of the index, in id order."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("select id, content, metadata from documents order by id")
+        rows = await cur.fetchall()
+    return [
+        StoredChunk(
+            id=row["id"],
+            content=row["content"],
+            title=str(row["metadata"].get("title", "")),
+            section=str(row["metadata"].get("section", "")),
+        )
+        for row in rows
+    ]
+
+
+async def replace_embeddings(
+    pool: Pool,
+    model: str,
+    dimensions: int,
+    vectors: Sequence[tuple[int, np.ndarray[Any, np.dtype[np.float32]]]],
+) -> None:
+    """Swap every chunk's embedding for `vectors` (id, vector) in one transaction: the
+    column is resized, refilled, then re-indexed, so searches see the old index or the new."""
+    async with pool.connection() as conn, conn.transaction():
+        await _resize_column(conn, dimensions)
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "update documents set embedding = %s, embedding_model = %s where id = %s",
+                [(vector, model, chunk_id) for chunk_id, vector in vectors],
+            )
+        await _create_index(conn)
+
+
+async def source_fingerprint(pool: Pool, source: str) -> tuple[str | None, str | None, str | None]:
+    """(source hash, embedding model, agent) stored for a source, or Nones if it is new."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select metadata->>'source_hash' as h, embedding_model, agent_owner "
+            "from documents where source = %s limit 1",
+            (source,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return None, None, None
+    return row["h"], row["embedding_model"], row["agent_owner"]
+
+
+async def replace_source(
+    pool: Pool,
+    *,
+    source: str,
+    agent_owner: AgentOwner,
+    embedding_model: str,
+    chunks: Sequence[ChunkRow],
+) -> None:
+    """Swap a source's chunks for new ones in one transaction (readers never see half)."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("delete from documents where source = %s", (source,))
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "insert into documents (content, metadata, agent_owner, embedding, "
+                "embedding_model, content_hash, source, chunk_index) "
+                "values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        chunk.content,
+                        Jsonb(chunk.metadata),
+                        agent_owner,
+                        chunk.embedding,
+                        embedding_model,
+                        chunk.content_hash,
+                        source,
+                        chunk.chunk_index,
+                    )
+                    for chunk in chunks
+                ],
+            )
+
+
+async def delete_sources(pool: Pool, sources: Sequence[str]) -> int:
+    """Remove every chunk of the given sources; returns the number of rows removed."""
+    if not sources:
+        return 0
+    async with pool.connection() as conn:
+        cur = await conn.execute("delete from documents where source = any(%s)", (list(sources),))
+        return cur.rowcount
+
+
+async def sources_under(pool: Pool, prefix: str) -> list[str]:
+    """The sources whose name starts with `prefix` (to prune deleted files)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select distinct source from documents where starts_with(source, %s)", (prefix,)
+        )
+        rows = await cur.fetchall()
+    return [str(row["source"]) for row in rows]
+
+
+async def count_by_agent(pool: Pool) -> dict[str, int]:
+    """Chunks per owner, as the seed's step-1 check shows them."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select agent_owner, count(*) as n from documents group by agent_owner"
+        )
+        rows = await cur.fetchall()
+    return {str(row["agent_owner"]): int(row["n"]) for row in rows}

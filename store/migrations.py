@@ -1,0 +1,43 @@
+"""Apply `database/migrations/*.sql` in order, once each, safely from several processes."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from core.settings import ROOT
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = ROOT / "database" / "migrations"
+
+
+async def apply_migrations(url: str) -> list[str]:
+    """Apply `database/migrations/*.sql` in order; returns the versions applied by this call.
+
+    Each file is idempotent on its own; the ledger only saves work, and the advisory lock keeps
+    two processes starting at once from racing.
+    """
+    applied: list[str] = []
+    async with await psycopg.AsyncConnection.connect(url, prepare_threshold=None) as conn:
+        await conn.execute(
+            "create table if not exists schema_migrations ("
+            " version text primary key, applied_at timestamptz not null default now())"
+        )
+        await conn.commit()
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            async with conn.transaction():
+                await conn.execute("select pg_advisory_xact_lock(hashtext('chatbot-migrations'))")
+                cur = await conn.execute(
+                    "select 1 from schema_migrations where version = %s", (path.stem,)
+                )
+                if await cur.fetchone():
+                    continue
+                await conn.execute(path.read_text(encoding="utf-8").encode())
+                await conn.execute(
+                    "insert into schema_migrations (version) values (%s)", (path.stem,)
+                )
+                applied.append(path.stem)
+                log.info("applied migration %s", path.stem)
+    return applied

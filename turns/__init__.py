@@ -1,0 +1,1 @@
+"""One chat turn: commit the question, run the graph, stream typed events, save the answer."""
