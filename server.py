@@ -11,7 +11,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
-from api.ratelimit import SlidingWindowLimiter
 from api.routes import admin, chat, conversations, health
 from core.settings import Settings, get_settings
 from services import open_services
@@ -25,7 +24,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            app.state.limiter = SlidingWindowLimiter(settings.rate_limit_per_minute)
             yield
 
     app = FastAPI(
@@ -81,14 +79,37 @@ async def serve_in_background(settings: Settings, port: int) -> AsyncIterator[st
         await task
 
 
+async def _prepare(settings: Settings) -> None:
+    """Start the embedded database, migrate and ingest once, before workers fork."""
+    async with open_services(settings):
+        pass
+
+
 def main() -> None:
-    """Serve with uvicorn on HOST:PORT."""
+    """Serve with uvicorn on HOST:PORT, with WORKERS processes.
+
+    With several workers the parent prepares the database first (embedded server, migrations,
+    first ingestion), so the workers start on a ready database; each worker then opens its own
+    pool and providers. Turn order, rate limits and leases live in Postgres, so any worker can
+    serve any request.
+    """
     import uvicorn
 
     settings = get_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    if settings.workers > 1:
+        asyncio.run(_prepare(settings))
+        uvicorn.run(
+            "server:create_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+        )
+        return
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
     )

@@ -50,6 +50,18 @@ async def open_database(settings: Settings) -> AsyncIterator[tuple[str, Pool]]:
         await pool.close()
 
 
+async def ingest_if_empty(settings: Settings, pool: Pool, providers: Providers) -> None:
+    """Ingest the sample knowledge base into an empty index, once across every process."""
+    if await documents.count_by_agent(pool):
+        return
+    async with documents.exclusive_ingestion(pool):
+        if await documents.count_by_agent(pool):
+            return  # another process ingested while this one waited
+        log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)
+        reports = await ingest_knowledge_base(pool, providers.embeddings, settings.knowledge_dir)
+        log.info("knowledge base: %s", flatten(reports.values()).summary())
+
+
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Everything the server needs, with the sample knowledge ingested on an empty embedded DB."""
@@ -59,13 +71,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await documents.check_embedding_compatible(
             pool, providers.embeddings.name, providers.embeddings.dimensions
         )
-        first_start = settings.ingest_on_start and settings.embedded_database
-        if first_start and not await documents.count_by_agent(pool):
-            log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)
-            reports = await ingest_knowledge_base(
-                pool, providers.embeddings, settings.knowledge_dir
-            )
-            log.info("knowledge base: %s", flatten(reports.values()).summary())
+        if settings.ingest_on_start and settings.embedded_database:
+            await ingest_if_empty(settings, pool, providers)
         checkpointer = await make_checkpointer(pool)
         graph = build_graph(checkpointer=checkpointer, providers=providers)
         context = Context(
@@ -73,7 +80,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             rerank_top_n=settings.rerank_top_n,
             providers=providers,
         )
-        turns = TurnRunner(pool, graph, context)
+        turns = TurnRunner(
+            pool,
+            graph,
+            context,
+            multitask=settings.multitask,
+            lease_seconds=settings.turn_lease_seconds,
+        )
         try:
             yield Services(settings, url, pool, providers, graph, context, turns)
         finally:

@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.errors import ApiError
-from api.ratelimit import SlidingWindowLimiter
 from services import Services
+from store import ratelimit
+
+RATE_LIMITED = "Trop de messages. Attendez quelques instants."
 
 
 def get_services(request: Request) -> Services:
@@ -17,13 +19,7 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_limiter(request: Request) -> SlidingWindowLimiter:
-    limiter: SlidingWindowLimiter = request.app.state.limiter
-    return limiter
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
-LimiterDep = Annotated[SlidingWindowLimiter, Depends(get_limiter)]
 
 
 def client_address(request: Request) -> str:
@@ -34,14 +30,16 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def enforce_rate_limit(limiter: SlidingWindowLimiter, *keys: str) -> None:
-    """429 with a message the widget shows (the seed's widget shows its own for 429 too)."""
-    for key in keys:
-        wait = limiter.hit(key)
-        if wait is not None:
-            raise ApiError(
-                429,
-                "rate_limited",
-                "Trop de messages. Attendez quelques instants.",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+async def enforce_rate_limit(services: Services, *keys: str) -> None:
+    """429 with the message the seed's widget shows, and `Retry-After`; exact across workers."""
+    limit = services.settings.rate_limit_per_minute
+    if limit <= 0:
+        return
+    wait = await ratelimit.hit(services.pool, keys, limit, 60.0)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            RATE_LIMITED,
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )

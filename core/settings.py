@@ -28,9 +28,17 @@ class Settings(BaseSettings):
     # HTTP server.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="server processes on HOST:PORT")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
     rate_limit_per_minute: int = Field(default=20, ge=0, description="0 disables the limit")
+    # A message for a conversation that is already answering: wait for its turn (enqueue) or
+    # be refused with 409 (reject; the message is still stored, as rejected).
+    multitask: Literal["enqueue", "reject"] = "enqueue"
+    # A turn's lease: renewed every third of it; a killed worker's turns expire after it.
+    turn_lease_seconds: float = Field(default=10.0, ge=2.0, le=300.0)
+    # Threads for CPU work (the embedded e5 model); network I/O never leaves the event loop.
+    cpu_threads: int = Field(default=2, ge=1, le=64)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
 
     # Developer tools (runs, checkpoints, replay, inspector): off unless a token is set.

@@ -41,6 +41,7 @@ import numpy as np
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "FAULT_KINDS",
@@ -118,6 +119,8 @@ class FakeConfig:
     embedding_delay_ms: float = 0.0
     rerank_delay_ms: float = 0.0
     embedding_dimensions: int = 1536
+    # A non-streamed completion (the LLM router's structured output); negative: same as ttft_ms.
+    completion_ms: float = -1.0
 
 
 @dataclass
@@ -141,12 +144,17 @@ class FakeState:
         self.scripts: dict[str, _ModelScript] = {}
         self.any_model = _ModelScript()
         self.recorded: list[dict[str, Any]] = []
+        # Requests being served right now, and the most seen at once, per path: shows whether
+        # a client's calls overlap or queue.
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
 
     def reset(self) -> None:
         self.config = self.initial
         self.scripts.clear()
         self.any_model = _ModelScript()
         self.recorded.clear()
+        self.max_in_flight.clear()
 
     def apply_script(self, payload: Mapping[str, Any]) -> None:
         """Apply one `/_fake/script` payload; no `model` (or `"*"`) targets the next calls of any
@@ -221,8 +229,9 @@ def _merged_config(config: FakeConfig, changes: Mapping[str, Any]) -> FakeConfig
     for key, value in changes.items():
         if key not in fields:
             raise ValueError(f"unknown config key {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"config {key} must be a non-negative number")
+        minimum = -1 if key == "completion_ms" else 0
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise ValueError(f"config {key} must be a number >= {minimum}")
         merged[key] = int(value) if key == "embedding_dimensions" else float(value)
     return FakeConfig(**merged)
 
@@ -585,7 +594,7 @@ def _openai_router(state: FakeState) -> APIRouter:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        await _sleep_ms(config.ttft_ms)
+        await _sleep_ms(config.completion_ms if config.completion_ms >= 0 else config.ttft_ms)
         if fault == "malformed" or fault.startswith("cut:"):
             return _broken_json(completion.full(), fault)
         return JSONResponse(completion.full())
@@ -727,7 +736,44 @@ def _control_router(state: FakeState) -> APIRouter:
     async def calls() -> list[dict[str, Any]]:
         return state.recorded
 
+    @router.get("/concurrency")
+    async def concurrency() -> dict[str, int]:
+        """The most requests served at once, per path, since the last reset."""
+        return dict(state.max_in_flight)
+
     return router
+
+
+class _InFlight:
+    """ASGI middleware: count each request as in flight until its last body chunk is sent."""
+
+    def __init__(self, app: ASGIApp, state: FakeState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope["path"])
+        counts, peaks = self.state.in_flight, self.state.max_in_flight
+        counts[path] = counts.get(path, 0) + 1
+        peaks[path] = max(peaks.get(path, 0), counts[path])
+        done = False
+
+        async def counted_send(message: Message) -> None:
+            nonlocal done
+            await send(message)
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last and not done:
+                done = True
+                counts[path] -= 1
+
+        try:
+            await self.app(scope, receive, counted_send)
+        finally:
+            if not done:
+                counts[path] -= 1
 
 
 def _build(config: FakeConfig | None) -> tuple[FastAPI, FakeState]:
@@ -735,6 +781,7 @@ def _build(config: FakeConfig | None) -> tuple[FastAPI, FakeState]:
     state = FakeState(config)
     app = FastAPI(title="Fake OpenAI/OpenRouter/Cohere", docs_url=None, redoc_url=None)
     app.state.fake = state
+    app.add_middleware(_InFlight, state=state)
     openai = _openai_router(state)
     app.include_router(openai, prefix="/v1")
     app.include_router(openai, prefix="/api/v1")  # OpenRouter's base URL ends in /api/v1
@@ -797,6 +844,10 @@ class FakeProvider:
         """Same as GET /_fake/calls, optionally only those whose path ends with `path`."""
         return [c for c in self.state.recorded if path is None or c["path"].endswith(path)]
 
+    def max_in_flight(self, path: str) -> int:
+        """The most requests to paths ending with `path` served at once (GET /_fake/concurrency)."""
+        return max((n for p, n in self.state.max_in_flight.items() if p.endswith(path)), default=0)
+
 
 class _InProcessServer(uvicorn.Server):
     """Leaves signal handlers to the host process (pytest), unlike `uvicorn.Server.serve`."""
@@ -854,6 +905,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--token-delay-ms", type=float, default=0.0)
     parser.add_argument("--embedding-delay-ms", type=float, default=0.0)
     parser.add_argument("--rerank-delay-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--completion-ms", type=float, default=-1.0, help="non-streamed calls; -1: --ttft-ms"
+    )
     parser.add_argument("--embedding-dimensions", type=int, default=1536)
     args = parser.parse_args(argv)
     config = FakeConfig(
@@ -862,6 +916,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         embedding_delay_ms=args.embedding_delay_ms,
         rerank_delay_ms=args.rerank_delay_ms,
         embedding_dimensions=args.embedding_dimensions,
+        completion_ms=args.completion_ms,
     )
     uvicorn.run(
         create_app(config),

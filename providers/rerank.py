@@ -68,36 +68,42 @@ class SentenceReranker:
 
 
 class CohereReranker:
-    """Cohere's multilingual reranker through langchain-cohere (ClientV2, `/v2/rerank`).
+    """Cohere's multilingual reranker (`/v2/rerank`) through the SDK's async client.
 
-    The client is synchronous, so the call runs in a worker thread under a timeout; the rerank
-    node keeps retrieval order if it fails.
+    langchain-cohere's `CohereRerank` only has a synchronous `rerank`, which would need a worker
+    thread per call: under load every turn queued behind the default executor. The SDK's
+    `AsyncClientV2` keeps the call on the event loop. The rerank node keeps retrieval order if
+    it fails or times out.
     """
 
     def __init__(self, model: str, settings: Settings):
         import cohere
-        from langchain_cohere import CohereRerank
 
         assert settings.cohere_api_key is not None
         self.name = f"cohere/{model}"
+        self._model = model
         self._timeout = settings.rerank_timeout_seconds
-        client = cohere.ClientV2(
+        self._retries = settings.llm_max_retries
+        self._client = cohere.AsyncClientV2(
             api_key=settings.cohere_api_key.get_secret_value(),
             base_url=settings.cohere_base_url,
             timeout=settings.rerank_timeout_seconds,
         )
-        self._reranker = CohereRerank(client=client, model=model)
 
     async def rerank(self, query: str, passages: Sequence[Passage], top_n: int) -> list[Passage]:
         if not passages:
             return []
         async with asyncio.timeout(self._timeout):
-            results = await asyncio.to_thread(
-                self._reranker.rerank, [p.content for p in passages], query, top_n=top_n
+            response = await self._client.rerank(
+                model=self._model,
+                query=query,
+                documents=[p.content for p in passages],
+                top_n=top_n,
+                request_options={"max_retries": self._retries},
             )
         return [
-            passages[r["index"]].model_copy(update={"rerank_score": float(r["relevance_score"])})
-            for r in results
+            passages[r.index].model_copy(update={"rerank_score": float(r.relevance_score)})
+            for r in response.results
         ]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,6 +234,15 @@ async def sources_under(pool: Pool, prefix: str) -> list[str]:
         )
         rows = await cur.fetchall()
     return [str(row["source"]) for row in rows]
+
+
+@asynccontextmanager
+async def exclusive_ingestion(pool: Pool) -> AsyncIterator[None]:
+    """Hold the knowledge base's ingestion lock (several processes start at once): a
+    transaction-scoped advisory lock, so it also works through a transaction pooler."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("select pg_advisory_xact_lock(hashtext('chatbot-ingestion'))")
+        yield
 
 
 async def count_by_agent(pool: Pool) -> dict[str, int]:

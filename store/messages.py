@@ -11,11 +11,17 @@ from pydantic import BaseModel
 
 from store.postgres import Pool
 
-MessageStatus = Literal["received", "answered", "complete", "interrupted", "failed"]
+MessageStatus = Literal[
+    "received", "running", "answered", "complete", "interrupted", "failed", "rejected"
+]
 
 
 class ConversationOwnedByAnotherUser(Exception):
     """A conversation id was reused by a different user_id."""
+
+
+class ConversationBusy(Exception):
+    """Another message of the conversation is waiting or being answered (MULTITASK=reject)."""
 
 
 class StoredMessage(BaseModel):
@@ -41,8 +47,17 @@ async def save_user_message(
     user_id: str,
     content: str,
     metadata: dict[str, Any],
-) -> None:
-    """Commit the user's message (and its conversation) before any work starts on it."""
+    worker: str,
+    lease_seconds: float,
+    reject_if_busy: bool = False,
+) -> int:
+    """Commit the user's message (and its conversation) before any work starts on it; returns
+    its arrival number in the conversation's queue.
+
+    The conversation row stays locked until the insert commits, so two messages of one
+    conversation get their `seq` in commit order. With `reject_if_busy`, a message that finds
+    another one waiting or being answered is stored as `rejected` and `ConversationBusy` raised.
+    """
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "insert into conversations (id, user_id) values (%s, %s) "
@@ -58,11 +73,36 @@ async def save_user_message(
             await conn.execute(
                 "update conversations set user_id = %s where id = %s", (user_id, conversation_id)
             )
-        await conn.execute(
-            "insert into messages (id, conversation_id, user_id, role, content, status, metadata) "
-            "values (%s, %s, %s, 'user', %s, 'received', %s)",
-            (message_id, conversation_id, user_id, content, Jsonb(metadata)),
+        busy = False
+        if reject_if_busy:
+            cur = await conn.execute(
+                "select exists (select 1 from messages where conversation_id = %s "
+                "and role = 'user' and status in ('received', 'running') "
+                "and lease_expires_at > now()) as busy",
+                (conversation_id,),
+            )
+            flag = await cur.fetchone()
+            busy = bool(flag and flag["busy"])
+        cur = await conn.execute(
+            "insert into messages (id, conversation_id, user_id, role, content, status, metadata, "
+            "worker, lease_expires_at) values (%s, %s, %s, 'user', %s, %s, %s, %s, "
+            "now() + make_interval(secs => %s)) returning seq",
+            (
+                message_id,
+                conversation_id,
+                user_id,
+                content,
+                "rejected" if busy else "received",
+                Jsonb(metadata),
+                worker,
+                lease_seconds,
+            ),
         )
+        inserted = await cur.fetchone()
+    if busy:
+        raise ConversationBusy(conversation_id)
+    assert inserted is not None
+    return int(inserted["seq"])
 
 
 async def set_message_agent(pool: Pool, message_id: UUID, agent: str) -> None:
@@ -72,9 +112,12 @@ async def set_message_agent(pool: Pool, message_id: UUID, agent: str) -> None:
 
 
 async def set_message_status(pool: Pool, message_id: UUID, status: MessageStatus) -> None:
-    """Mark the user's row answered or failed once the turn is over."""
+    """Mark the user's row answered or failed once the turn is over (which frees its turn)."""
     async with pool.connection() as conn:
-        await conn.execute("update messages set status = %s where id = %s", (status, message_id))
+        await conn.execute(
+            "update messages set status = %s, lease_expires_at = null where id = %s",
+            (status, message_id),
+        )
 
 
 async def save_assistant_message(

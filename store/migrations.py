@@ -21,11 +21,13 @@ async def apply_migrations(url: str) -> list[str]:
     """
     applied: list[str] = []
     async with await psycopg.AsyncConnection.connect(url, prepare_threshold=None) as conn:
-        await conn.execute(
-            "create table if not exists schema_migrations ("
-            " version text primary key, applied_at timestamptz not null default now())"
-        )
-        await conn.commit()
+        async with conn.transaction():
+            # Under the lock: N processes starting at once would race on the ledger's creation.
+            await conn.execute("select pg_advisory_xact_lock(hashtext('chatbot-migrations'))")
+            await conn.execute(
+                "create table if not exists schema_migrations ("
+                " version text primary key, applied_at timestamptz not null default now())"
+            )
         for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
             async with conn.transaction():
                 await conn.execute("select pg_advisory_xact_lock(hashtext('chatbot-migrations'))")

@@ -9,12 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import LimiterDep, ServicesDep, client_address, enforce_rate_limit
+from api.deps import ServicesDep, client_address, enforce_rate_limit
 from api.errors import ApiError
-from api.ratelimit import SlidingWindowLimiter
 from api.schemas import ChatRequest, ChatResponse, ErrorResponse
 from services import Services
-from store.messages import ConversationOwnedByAnotherUser
+from store.messages import ConversationBusy, ConversationOwnedByAnotherUser
 from turns.events import (
     EndEvent,
     ErrorEvent,
@@ -29,17 +28,23 @@ from turns.runner import TurnRequest
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
+CONVERSATION_BUSY = (
+    "Une réponse est déjà en cours dans cette conversation. Attendez-la avant d'envoyer un "
+    "nouveau message : celui-ci est bien enregistré mais ne sera pas traité."
+)
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "The conversation belongs to another user"},
+    409: {"model": ErrorResponse, "description": "MULTITASK=reject and a turn is running"},
     422: {"model": ErrorResponse, "description": "Invalid payload"},
     429: {"model": ErrorResponse, "description": "Too many messages"},
 }
 
 
 async def _start(
-    body: ChatRequest, request: Request, services: Services, limiter: SlidingWindowLimiter
+    body: ChatRequest, request: Request, services: Services
 ) -> AsyncIterator[TurnEvent]:
-    enforce_rate_limit(limiter, f"user:{body.user_id}", f"ip:{client_address(request)}")
+    await enforce_rate_limit(services, f"user:{body.user_id}", f"ip:{client_address(request)}")
     try:
         return await services.turns.start(
             TurnRequest(
@@ -56,14 +61,14 @@ async def _start(
             "conversation_forbidden",
             "Cette conversation appartient à un autre utilisateur.",
         ) from exc
+    except ConversationBusy as exc:
+        raise ApiError(409, "conversation_busy", CONVERSATION_BUSY) from exc
 
 
 @router.post("", responses=ERRORS)
-async def chat(
-    body: ChatRequest, request: Request, services: ServicesDep, limiter: LimiterDep
-) -> ChatResponse:
+async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> ChatResponse:
     """Answer in one JSON response (the seed's widget contract: `message`, `agent`, `timestamp`)."""
-    events = await _start(body, request, services, limiter)
+    events = await _start(body, request, services)
     parts: list[str] = []
     sources: list[Source] = []
     meta: MetadataEvent | None = None
@@ -108,10 +113,10 @@ async def chat(
     },
 )
 async def chat_stream(
-    body: ChatRequest, request: Request, services: ServicesDep, limiter: LimiterDep
+    body: ChatRequest, request: Request, services: ServicesDep
 ) -> EventSourceResponse:
     """Stream the answer as Server-Sent Events, with a heartbeat comment for proxies."""
-    events = await _start(body, request, services, limiter)
+    events = await _start(body, request, services)
 
     async def encode() -> AsyncIterator[ServerSentEvent]:
         number = 0
