@@ -1,0 +1,79 @@
+"""Run the server (or the fake provider) in its own process, as production does: for the
+tests that kill a worker, the load and soak tools, and the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from core.settings import ROOT, Settings
+
+
+def clean_environment(**settings: str) -> dict[str, str]:
+    """This process's environment without any of the app's settings, plus `settings`: what a
+    child server reads is exactly what the caller chose (and no `.env` applies over it)."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(settings)
+    return env
+
+
+class ServerProcess:
+    """`python -m cli serve` (or any module) in a child process, on HOST:PORT from `env`."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        command: Sequence[str] = ("-m", "cli", "serve"),
+        health_path: str = "/health",
+    ):
+        self.url = f"http://127.0.0.1:{env['PORT']}"
+        self._health = health_path
+        self.process = subprocess.Popen(
+            [sys.executable, *command],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    async def ready(self, within: float = 180) -> None:
+        """Wait until the health route answers 200 (raises with the child's stderr if it died)."""
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    stderr = self.process.stderr.read().decode() if self.process.stderr else ""
+                    raise RuntimeError(
+                        f"server exited ({self.process.returncode}): {stderr[-3000:]}"
+                    )
+                try:
+                    if (await client.get(f"{self.url}{self._health}")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.3)
+        raise TimeoutError(f"{self.url} was not ready within {within} s")
+
+    def kill(self) -> None:
+        """`kill -9`: no shutdown, no cleanup, as a crash."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM and wait (uvicorn finishes its requests), then kill if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
