@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-slow lint fmt eval calibrate bench clean db-url db-stop
+.PHONY: help install browser run test test-slow lint fmt eval calibrate bench load clean db-url db-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,11 +66,14 @@ calibrate: install ## fit the embedding router on the fit split, report on the t
 bench: install ## time-to-first-token and latency percentiles of the embedded default
 	$(BIN)/python -m bench.ttft
 
+load: install ## concurrent SSE streams: production mode on the fake provider, then embedded (bench/results/load.json)
+	$(BIN)/python -m bench.load
+
 db-url: install ## print the database URL (for psql)
 	@$(BIN)/chatbot db-url
 
 db-stop: install ## stop the embedded Postgres server
 	$(BIN)/chatbot db-stop
 
-clean: ## remove the virtual environments (keeps .data/)
+clean: ## remove the virtual environments (keeps .data/ and the load tool's .data-load-*)
 	rm -rf $(VENV) $(TOOLS)

@@ -1,0 +1,375 @@
+"""Load sweep: many concurrent SSE streams against a real server, production mode on the fake
+provider (fixed latencies) and embedded mode (CPU-bound e5).
+
+    make load                                   # both sweeps, default steps
+    .venv/bin/python -m bench.load --mode production --steps 1,10,100,200,500
+
+Production: the fake provider runs in its own process with the latencies of the issue (LLM
+router 300 ms, embeddings 120 ms, rerank 150 ms, LLM first token 400 ms, then 30 tokens/s) and
+the server in another (one worker unless --workers). Each step opens N streams at once, one
+conversation each, and records per stream the time to the first `token` event and the gaps
+between token events as they reach the client, plus errors, turns/s and the server's CPU.
+Embedded: the same sweep on the embedded default, with `/health` polled every 20 ms during each
+step (is the event loop still responsive while e5 works?).
+
+The client is a minimal HTTP/1.1 reader on raw sockets, so that 500 streams cost the client far
+less CPU than the server it measures (both share the machine). Results: bench/results/load.json
+and bench/results/load.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import shutil
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from core.settings import ROOT
+from devtools.processes import ServerProcess, clean_environment
+
+RESULTS = ROOT / "bench" / "results"
+LATENCIES = {
+    "router_ms": 300,
+    "embeddings_ms": 120,
+    "rerank_ms": 150,
+    "llm_first_token_ms": 400,
+    "tokens_per_second": 30,
+}
+QUESTIONS = [
+    "Comment automatiser mes emails de bienvenue ?",
+    "Aide-moi à créer un reel viral sur Instagram",
+    "Comment relancer un panier abandonné par email ?",
+    "Quelle fréquence de publication sur LinkedIn ?",
+    "Comment configurer SPF, DKIM et DMARC ?",
+    "Donne-moi des idées de carrousel pour mon salon de coiffure",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class StreamResult:
+    ok: bool
+    ttft_ms: float | None = None
+    total_ms: float | None = None
+    gaps_ms: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+async def sse_stream(port: int, payload: dict[str, Any], within: float) -> StreamResult:
+    """POST /api/chat/stream on a raw socket; time the token events as they arrive."""
+    body = json.dumps(payload).encode()
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), within)
+    except (OSError, TimeoutError) as exc:
+        return StreamResult(False, error=f"connect: {exc!r}")
+    writer.write(
+        b"POST /api/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Accept: text/event-stream\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    token_times: list[float] = []
+    buffer = b""
+    status = b""
+    ended = errored = False
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                now = time.perf_counter()
+                buffer += data
+                if not status:
+                    head, sep, _ = buffer.partition(b"\r\n")
+                    if sep:
+                        status = head
+                # Count whole lines only; keep a partial line for the next read.
+                cut = buffer.rfind(b"\n")
+                if cut < 0:
+                    continue
+                complete, buffer = buffer[: cut + 1], buffer[cut + 1 :]
+                token_times.extend([now] * complete.count(b"event: token"))
+                ended = ended or b"event: end" in complete
+                errored = errored or b"event: error" in complete
+    except TimeoutError:
+        return StreamResult(False, error="timeout")
+    except OSError as exc:
+        return StreamResult(False, error=f"read: {exc!r}")
+    finally:
+        writer.close()
+    if b" 200 " not in status:
+        return StreamResult(False, error=status.decode(errors="replace") or "no response")
+    if errored or not ended or not token_times:
+        return StreamResult(False, error="error event" if errored else "no end")
+    return StreamResult(
+        True,
+        ttft_ms=(token_times[0] - started) * 1000,
+        total_ms=(time.perf_counter() - started) * 1000,
+        gaps_ms=[(b - a) * 1000 for a, b in itertools.pairwise(token_times)],
+    )
+
+
+async def poll_health(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                await client.get(f"{url}/health")
+                latencies.append((time.perf_counter() - started) * 1000)
+            except httpx.HTTPError:
+                latencies.append(10_000.0)
+            await asyncio.sleep(0.02)
+
+
+async def run_step(
+    server: ServerProcess, port: int, streams: int, tag: str, within: float, health: bool
+) -> dict[str, Any]:
+    process = psutil.Process(server.process.pid)
+    children = process.children(recursive=True)
+    cpu_before = sum(p.cpu_times().user + p.cpu_times().system for p in [process, *children])
+    stop = asyncio.Event()
+    health_ms: list[float] = []
+    poller = asyncio.create_task(poll_health(server.url, stop, health_ms)) if health else None
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(
+            sse_stream(
+                port,
+                {
+                    "user_id": f"load-{tag}-{i}",
+                    "conversation_id": f"load-{tag}-{streams}-{i}",
+                    "message": QUESTIONS[i % len(QUESTIONS)],
+                },
+                within,
+            )
+            for i in range(streams)
+        )
+    )
+    wall = time.perf_counter() - started
+    stop.set()
+    if poller is not None:
+        await poller
+    cpu_after = sum(p.cpu_times().user + p.cpu_times().system for p in [process, *children])
+    ok = [r for r in results if r.ok]
+    ttft = [r.ttft_ms for r in ok if r.ttft_ms is not None]
+    gaps = [g for r in ok for g in r.gaps_ms]
+    errors: dict[str, int] = {}
+    for r in results:
+        if not r.ok:
+            errors[r.error or "?"] = errors.get(r.error or "?", 0) + 1
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
+    step = {
+        "streams": streams,
+        "errors": len(results) - len(ok),
+        "error_kinds": errors,
+        "ttft_ms_p50": rounded(statistics.median(ttft) if ttft else None),
+        "ttft_ms_p95": rounded(percentile(ttft, 95)),
+        "token_gap_ms_p50": rounded(percentile(gaps, 50)),
+        "token_gap_ms_p95": rounded(percentile(gaps, 95)),
+        "turns_per_second": round(len(ok) / wall, 2),
+        "wall_seconds": round(wall, 2),
+        "server_cpu_percent": round(100 * (cpu_after - cpu_before) / wall, 1),
+    }
+    if health:
+        step["health_ms_p50"] = rounded(percentile(health_ms, 50))
+        step["health_ms_p95"] = rounded(percentile(health_ms, 95))
+        step["health_samples"] = len(health_ms)
+    print(json.dumps(step), flush=True)
+    return step
+
+
+async def sweep(mode: str, steps: list[int], workers: int, fresh: bool) -> dict[str, Any]:
+    data_dir = ROOT / f".data-load-{mode}"
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    port = free_port()
+    env = clean_environment(
+        DATA_DIR=str(data_dir),
+        PORT=str(port),
+        WORKERS=str(workers),
+        LOG_LEVEL="warning",
+        RATE_LIMIT_PER_MINUTE="0",
+    )
+    fake: ServerProcess | None = None
+    if mode == "production":
+        fake_port = free_port()
+        fake = ServerProcess(
+            clean_environment(PORT=str(fake_port)),
+            command=(
+                "-m",
+                "devtools.fake_provider",
+                "--port",
+                str(fake_port),
+                "--ttft-ms",
+                str(LATENCIES["llm_first_token_ms"]),
+                "--token-delay-ms",
+                str(1000 / LATENCIES["tokens_per_second"]),
+                "--completion-ms",
+                str(LATENCIES["router_ms"]),
+                "--embedding-delay-ms",
+                str(LATENCIES["embeddings_ms"]),
+                "--rerank-delay-ms",
+                str(LATENCIES["rerank_ms"]),
+                "--embedding-dimensions",
+                "256",
+            ),
+            health_path="/v1/models",
+        )
+        await fake.ready()
+        env.update(
+            OPENROUTER_API_KEY="load",
+            OPENROUTER_BASE_URL=f"{fake.url}/v1",
+            LLM_MODEL="openai/gpt-4o-mini",
+            OPENAI_API_KEY="load",
+            OPENAI_BASE_URL=f"{fake.url}/v1",
+            EMBEDDING_DIMENSIONS="256",
+            COHERE_API_KEY="load",
+            COHERE_BASE_URL=fake.url,
+            LLM_FIRST_TOKEN_TIMEOUT_SECONDS="30",
+            ROUTER_TIMEOUT_SECONDS="30",
+            RERANK_TIMEOUT_SECONDS="30",
+            EMBEDDING_TIMEOUT_SECONDS="30",
+            LLM_TIMEOUT_SECONDS="120",
+        )
+    server = ServerProcess(env)
+    try:
+        await server.ready(within=600)
+        # Warm-up: caches, connections, the first embeddings; not measured.
+        for i in range(3):
+            await sse_stream(
+                port,
+                {
+                    "user_id": "warm",
+                    "conversation_id": f"warm-{i}-{time.time_ns()}",
+                    "message": QUESTIONS[i],
+                },
+                120,
+            )
+        tag = f"{mode}-{time.time_ns()}"
+        results = [
+            await run_step(server, port, n, tag, within=300, health=mode == "embedded")
+            for n in steps
+        ]
+    finally:
+        server.stop()
+        if fake is not None:
+            fake.stop()
+    return {"mode": mode, "workers": workers, "steps": results}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweeps = report["sweeps"]
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(6.5 * len(sweeps), 4.5), squeeze=False)
+    for ax, result in zip(axes[0], sweeps, strict=True):
+        steps = result["steps"]
+        x = [s["streams"] for s in steps]
+        ax.plot(x, [s["ttft_ms_p50"] for s in steps], "o-", label="TTFT p50")
+        ax.plot(x, [s["ttft_ms_p95"] for s in steps], "o--", label="TTFT p95")
+        ax.plot(x, [s["token_gap_ms_p95"] for s in steps], "s-", label="token gap p95")
+        if result["mode"] == "embedded":
+            ax.plot(x, [s.get("health_ms_p95") for s in steps], "^-", label="/health p95")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent streams")
+        ax.set_ylabel("ms")
+        ax.set_title(f"{result['mode']} ({result['workers']} worker)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mode", choices=["production", "embedded", "both"], default="both")
+    parser.add_argument("--steps", default="1,10,100,200,500", help="production streams")
+    parser.add_argument("--embedded-steps", default="1,10,50,100,200")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true", help="start from an empty database")
+    parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
+    args = parser.parse_args()
+    sweeps: list[dict[str, Any]] = []
+    if args.mode in ("production", "both"):
+        steps = [int(s) for s in args.steps.split(",")]
+        sweeps.append(asyncio.run(sweep("production", steps, args.workers, args.fresh)))
+    if args.mode in ("embedded", "both"):
+        steps = [int(s) for s in args.embedded_steps.split(",")]
+        sweeps.append(asyncio.run(sweep("embedded", steps, args.workers, args.fresh)))
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": psutil.cpu_count(), "model": _cpu_model()},
+        "latencies": LATENCIES,
+        "sweeps": sweeps,
+    }
+    for result in sweeps:
+        if result["mode"] == "production":
+            report["targets"] = _targets(result["steps"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    plot(report, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+def _targets(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    by = {s["streams"]: s for s in steps}
+    single = by.get(1, {}).get("ttft_ms_p50")
+    result: dict[str, Any] = {}
+    if 200 in by and single:
+        result["ttft_p50_200_over_single"] = round(by[200]["ttft_ms_p50"] / single, 3)
+        result["gap_p95_200_ms"] = by[200]["token_gap_ms_p95"]
+        result["errors_200"] = by[200]["errors"]
+    if 500 in by:
+        result["gap_p95_500_ms"] = by[500]["token_gap_ms_p95"]
+        result["errors_500"] = by[500]["errors"]
+    return result
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()
