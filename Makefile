@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-slow lint fmt eval calibrate bench load clean db-url db-stop
+.PHONY: help install browser run test test-slow lint fmt eval calibrate bench load soak clean db-url db-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench: install ## time-to-first-token and latency percentiles of the embedded de
 
 load: install ## concurrent SSE streams: production mode on the fake provider, then embedded (bench/results/load.json)
 	$(BIN)/python -m bench.load
+
+soak: install ## 1,000 turns under random faults, a Postgres restart and a kill -9, then the audit (bench/results/soak.json)
+	$(BIN)/python -m bench.soak --fresh
 
 db-url: install ## print the database URL (for psql)
 	@$(BIN)/chatbot db-url

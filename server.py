@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
+from api.limits import BodySizeLimit
 from api.routes import admin, chat, conversations, health
 from core.settings import Settings, get_settings
 from services import open_services
@@ -38,7 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
+        expose_headers=["Retry-After"],
     )
+    # Outermost: an oversized body is refused before anything reads it.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     api = APIRouter(prefix="/api")
     api.include_router(chat.router)

@@ -6,6 +6,7 @@ through `open_services`, so they build the same things the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from providers import Providers, make_providers
 from store import documents
 from store.migrations import apply_migrations
 from store.postgres import Pool, open_pool, resolve_database_url
+from turns.recovery import keep_sweeping
 from turns.runner import TurnRunner
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ async def open_database(settings: Settings) -> AsyncIterator[tuple[str, Pool]]:
     """Resolve the database, apply migrations, open the pool; close it on exit."""
     url = resolve_database_url(settings)
     await apply_migrations(url)
-    pool = await open_pool(url, settings.db_pool_max_size)
+    pool = await open_pool(url, settings.db_pool_max_size, settings.db_timeout_seconds)
     try:
         yield url, pool
     finally:
@@ -86,8 +88,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             context,
             multitask=settings.multitask,
             lease_seconds=settings.turn_lease_seconds,
+            draft_seconds=settings.draft_flush_seconds,
+            keep_turns=settings.checkpoint_keep_turns,
+        )
+        # Turns a killed worker left behind (after their lease expired), now and from then on.
+        sweeper = asyncio.create_task(
+            keep_sweeping(pool, graph, period=settings.turn_lease_seconds)
         )
         try:
             yield Services(settings, url, pool, providers, graph, context, turns)
         finally:
+            sweeper.cancel()
             await turns.wait_idle()

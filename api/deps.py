@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from typing import Annotated
 
@@ -43,3 +45,24 @@ async def enforce_rate_limit(services: Services, *keys: str) -> None:
             RATE_LIMITED,
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
+
+
+UNVERIFIED = (
+    "Votre identité n'a pas pu être vérifiée. Rechargez la page ; si le problème persiste, "
+    "reconnectez-vous au site."
+)
+
+
+def expected_user_token(secret: str, user_id: str) -> str:
+    """The token a site's backend computes for `user_id`: HMAC-SHA256(secret, user_id), hex."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_user(services: Services, user_id: str, token: str | None) -> None:
+    """With WIDGET_SECRET set, the request must prove `user_id` with its token; else 401."""
+    secret = services.settings.widget_secret
+    if secret is None:
+        return
+    expected = expected_user_token(secret.get_secret_value(), user_id)
+    if token is None or not hmac.compare_digest(expected, token.lower()):
+        raise ApiError(401, "unauthorized_user", UNVERIFIED)

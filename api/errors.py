@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 FIELD_LABELS = {
     "message": "Le message",
@@ -60,8 +66,46 @@ def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "detail": detail if detail else message}
 
 
+UNAVAILABLE = (
+    "Le service est momentanément indisponible. Réessayez dans quelques secondes : rien de ce "
+    "que vous avez déjà envoyé n'est perdu."
+)
+INTERNAL = "Une erreur inattendue est survenue. Réessayez dans un instant."
+HTTP_MESSAGES = {
+    404: ("not_found", "Cette adresse n'existe pas."),
+    405: ("method_not_allowed", "Cette méthode n'est pas acceptée pour cette adresse."),
+    413: ("payload_too_large", "Le message est trop volumineux (64 Ko au plus)."),
+    415: ("unsupported_media_type", "Le corps de la requête doit être du JSON."),
+}
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers that shape errors."""
+    """Register the handlers that shape errors: every error body is `{"error": {"code",
+    "message"}, "detail"}`, including the framework's own 404/405 and a database outage."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, message = HTTP_MESSAGES.get(exc.status_code, ("http_error", "Requête refusée."))
+        return JSONResponse(
+            status_code=exc.status_code,
+            content=error_body(code, message, exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %r", exc)
+        return JSONResponse(
+            status_code=503,
+            content=error_body("service_unavailable", UNAVAILABLE),
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse(status_code=500, content=error_body("internal_error", INTERNAL))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

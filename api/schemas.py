@@ -11,7 +11,11 @@ from core.domain import Route
 from turns.events import Source
 
 MAX_MESSAGE_CHARS = 4000
-IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+# user_id and conversation_id: 1 to 128 characters, letters, digits and . _ : @ -
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# HMAC-SHA256 in hex (WIDGET_SECRET)
+USER_TOKEN = r"^[0-9a-fA-F]{64}$"
+HISTORY_PAGE_MAX = 200
 
 
 class ChatRequest(BaseModel):
@@ -30,6 +34,12 @@ class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     timestamp: datetime | None = Field(
         default=None, description="The client's send time (ISO 8601)"
+    )
+    user_token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("user_token", "userToken"),
+        pattern=USER_TOKEN,
+        description="HMAC-SHA256(WIDGET_SECRET, user_id) in hex, when the site sets a secret",
     )
     api_version: Literal["v1", "v2"] = Field(default="v2", exclude=True)
 
@@ -70,6 +80,9 @@ class MessageOut(BaseModel):
 class HistoryResponse(BaseModel):
     conversation_id: str
     messages: list[MessageOut]
+    next_before: str | None = Field(
+        default=None, description="Pass as `before` for the previous page; null on the first one"
+    )
 
 
 class HealthResponse(BaseModel):

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     data_dir: Path = Path(".data")
     db_pool_max_size: int = Field(default=10, ge=1)
+    # How long a request waits for a database connection (and a new connection for its
+    # handshake) before answering 503: an outage is reported in seconds, never a hang.
+    db_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
     # HTTP server.
     host: str = "127.0.0.1"
@@ -39,6 +42,16 @@ class Settings(BaseSettings):
     turn_lease_seconds: float = Field(default=10.0, ge=2.0, le=300.0)
     # Threads for CPU work (the embedded e5 model); network I/O never leaves the event loop.
     cpu_threads: int = Field(default=2, ge=1, le=64)
+    # How often a streaming answer is flushed as a draft (resume from another worker, crash).
+    draft_flush_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Checkpoints kept per conversation: every step of the last N turns (history, replay);
+    # older ones are pruned, so storage per turn stays flat. The messages table keeps all.
+    checkpoint_keep_turns: int = Field(default=20, ge=1)
+    # Request bodies larger than this are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Sites with logins: a request must carry user_token = HMAC-SHA256(secret, user_id) (hex),
+    # computed by the site's backend, or it is refused (401). Unset: user_id is trusted.
+    widget_secret: SecretStr | None = None
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
 
     # Developer tools (runs, checkpoints, replay, inspector): off unless a token is set.
@@ -102,6 +115,7 @@ class Settings(BaseSettings):
         "cohere_api_key",
         "router_model",
         "admin_token",
+        "widget_secret",
         mode="before",
     )
     @classmethod

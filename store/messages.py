@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -43,6 +44,7 @@ async def save_user_message(
     pool: Pool,
     *,
     message_id: UUID,
+    reply_id: UUID,
     conversation_id: str,
     user_id: str,
     content: str,
@@ -85,8 +87,8 @@ async def save_user_message(
             busy = bool(flag and flag["busy"])
         cur = await conn.execute(
             "insert into messages (id, conversation_id, user_id, role, content, status, metadata, "
-            "worker, lease_expires_at) values (%s, %s, %s, 'user', %s, %s, %s, %s, "
-            "now() + make_interval(secs => %s)) returning seq",
+            "worker, lease_expires_at, reply_id) values (%s, %s, %s, 'user', %s, %s, %s, %s, "
+            "now() + make_interval(secs => %s), %s) returning seq",
             (
                 message_id,
                 conversation_id,
@@ -96,6 +98,7 @@ async def save_user_message(
                 Jsonb(metadata),
                 worker,
                 lease_seconds,
+                reply_id,
             ),
         )
         inserted = await cur.fetchone()
@@ -111,44 +114,56 @@ async def set_message_agent(pool: Pool, message_id: UUID, agent: str) -> None:
         await conn.execute("update messages set agent = %s where id = %s", (agent, message_id))
 
 
-async def set_message_status(pool: Pool, message_id: UUID, status: MessageStatus) -> None:
-    """Mark the user's row answered or failed once the turn is over (which frees its turn)."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "update messages set status = %s, lease_expires_at = null where id = %s",
-            (status, message_id),
-        )
+@dataclass(frozen=True)
+class Answer:
+    """The assistant row that ends a turn (complete, or interrupted with what was streamed)."""
+
+    message_id: UUID
+    content: str
+    agent: str | None
+    status: MessageStatus
+    latency_ms: int
+    model: str | None
+    metadata: dict[str, Any]
 
 
-async def save_assistant_message(
+async def finish_turn(
     pool: Pool,
     *,
-    message_id: UUID,
+    user_message_id: UUID,
     conversation_id: str,
     user_id: str,
-    content: str,
-    agent: str | None,
     status: MessageStatus,
-    latency_ms: int,
-    model: str | None,
-    metadata: dict[str, Any],
+    answer: Answer | None,
 ) -> None:
-    """Save the answer once the stream is over (never on the token path)."""
+    """End a turn in one transaction: its answer (at most one, whoever saves it first), the
+    user row's final status, and the draft gone. Never on the token path."""
     async with pool.connection() as conn, conn.transaction():
+        if answer is not None:
+            await conn.execute(
+                "insert into messages (id, conversation_id, user_id, role, content, agent, "
+                "status, latency_ms, model, metadata) "
+                "values (%s, %s, %s, 'assistant', %s, %s, %s, %s, %s, %s) "
+                "on conflict (id) do nothing",
+                (
+                    answer.message_id,
+                    conversation_id,
+                    user_id,
+                    answer.content,
+                    answer.agent,
+                    answer.status,
+                    answer.latency_ms,
+                    answer.model,
+                    Jsonb(answer.metadata),
+                ),
+            )
         await conn.execute(
-            "insert into messages (id, conversation_id, user_id, role, content, agent, status, "
-            "latency_ms, model, metadata) values (%s, %s, %s, 'assistant', %s, %s, %s, %s, %s, %s)",
-            (
-                message_id,
-                conversation_id,
-                user_id,
-                content,
-                agent,
-                status,
-                latency_ms,
-                model,
-                Jsonb(metadata),
-            ),
+            "update messages set status = %s, lease_expires_at = null "
+            "where id = %s and status in ('received', 'running')",
+            (status, user_message_id),
+        )
+        await conn.execute(
+            "delete from answer_drafts where user_message_id = %s", (user_message_id,)
         )
         await conn.execute(
             "update conversations set updated_at = now() where id = %s", (conversation_id,)
@@ -165,14 +180,81 @@ async def conversation_owner(pool: Pool, conversation_id: str) -> str | None:
     return None if row is None else str(row["user_id"])
 
 
-async def list_messages(pool: Pool, conversation_id: str, limit: int = 200) -> list[StoredMessage]:
-    """A conversation's messages, oldest first."""
+# Conversation order: each answer right after its question, although a queued question may be
+# stored before the previous answer. An answer sorts with its question (`reply_id`); rows without
+# one (v1's, the team's) by their own arrival.
+ORDERED = (
+    "select m.id, m.conversation_id, m.role, m.content, m.agent, m.status, m.created_at, "
+    "m.latency_ms, m.model, m.metadata, coalesce(u.seq, m.seq) as turn_seq, "
+    "case when m.role = 'user' then 0 else 1 end as turn_rank "
+    "from messages m left join messages u on m.role <> 'user' and u.reply_id = m.id "
+    "where m.conversation_id = %s"
+)
+
+
+async def list_messages(
+    pool: Pool, conversation_id: str, limit: int = 200, before: UUID | None = None
+) -> list[StoredMessage]:
+    """Up to `limit` messages in conversation order, oldest first: the latest ones, or those
+    just before the message `before` (a page further back)."""
+    query = (
+        f"select * from ({ORDERED}) page "
+        "where %s::uuid is null or (turn_seq, turn_rank, id) < ("
+        f"  select turn_seq, turn_rank, id from ({ORDERED}) cursor where cursor.id = %s::uuid)"
+        " order by turn_seq desc, turn_rank desc, id desc limit %s"
+    )
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            query.encode(), (conversation_id, before, conversation_id, before, limit)
+        )
+        rows = await cur.fetchall()
+    return [StoredMessage.model_validate(row) for row in reversed(rows)]
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """A turn as the resume route finds it: the user row that carries the answer's id."""
+
+    user_message_id: UUID
+    reply_id: UUID
+    conversation_id: str
+    owner: str | None
+    status: str
+    agent: str | None
+    expired: bool
+
+
+async def find_turn(pool: Pool, reply_id: UUID) -> TurnRecord | None:
+    """The turn whose answer has id `reply_id`, with its conversation's owner."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select m.id, m.reply_id, m.conversation_id, c.user_id as owner, m.status, m.agent, "
+            "coalesce(m.lease_expires_at < now(), false) as expired "
+            "from messages m join conversations c on c.id = m.conversation_id "
+            "where m.reply_id = %s and m.role = 'user'",
+            (reply_id,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    return TurnRecord(
+        user_message_id=row["id"],
+        reply_id=row["reply_id"],
+        conversation_id=row["conversation_id"],
+        owner=row["owner"],
+        status=row["status"],
+        agent=row["agent"],
+        expired=bool(row["expired"]),
+    )
+
+
+async def get_message(pool: Pool, message_id: UUID) -> StoredMessage | None:
+    """One message by id."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "select id, conversation_id, role, content, agent, status, created_at, latency_ms, "
-            "model, metadata from messages where conversation_id = %s "
-            "order by created_at, case role when 'user' then 0 else 1 end limit %s",
-            (conversation_id, limit),
+            "model, metadata from messages where id = %s",
+            (message_id,),
         )
-        rows = await cur.fetchall()
-    return [StoredMessage.model_validate(row) for row in rows]
+        row = await cur.fetchone()
+    return None if row is None else StoredMessage.model_validate(row)

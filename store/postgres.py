@@ -67,27 +67,41 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded(settings.data_dir)
 
 
-def connection_kwargs() -> dict[str, object]:
+def connection_kwargs(connect_timeout: float = 3.0) -> dict[str, object]:
     """Connection options shared by our queries and LangGraph's checkpointer.
 
     autocommit and dict rows are what AsyncPostgresSaver expects; no prepared statements so the
-    same code runs through Supabase's transaction pooler (PgBouncer).
+    same code runs through Supabase's transaction pooler (PgBouncer); a short connect timeout
+    so a database outage surfaces in seconds.
     """
-    return {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
+    return {
+        "autocommit": True,
+        "row_factory": dict_row,
+        "prepare_threshold": None,
+        "connect_timeout": max(1, round(connect_timeout)),
+    }
 
 
 async def _configure(conn: Connection) -> None:
     await register_vector_async(conn)
 
 
-async def open_pool(url: str, max_size: int = 10) -> Pool:
-    """Open the process's connection pool (after migrations, which create the vector type)."""
+async def open_pool(url: str, max_size: int = 10, wait_seconds: float = 3.0) -> Pool:
+    """Open the process's connection pool (after migrations, which create the vector type).
+
+    `wait_seconds` bounds the wait for a connection, so requests fail fast (503) while the database
+    is down; each connection is checked when it is handed out, so the ones a database restart
+    broke are replaced instead of failing a request, and service resumes by itself.
+    """
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
-        kwargs=connection_kwargs(),
+        kwargs=connection_kwargs(wait_seconds),
         configure=_configure,
+        check=AsyncConnectionPool.check_connection,
+        timeout=wait_seconds,
+        reconnect_timeout=24 * 3600,
         open=False,
         name="chatbot",
     )

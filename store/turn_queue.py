@@ -11,8 +11,11 @@ messages stop blocking the conversation when their lease expires.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
+
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
 
 from store.postgres import Pool
 
@@ -57,3 +60,64 @@ async def renew(pool: Pool, message_id: UUID, lease_seconds: float) -> bool:
             (lease_seconds, message_id),
         )
         return await cur.fetchone() is not None
+
+
+class Orphan(BaseModel):
+    """A turn whose worker stopped renewing its lease (killed, or lost the database)."""
+
+    user_message_id: UUID
+    reply_id: UUID | None
+    conversation_id: str
+    user_id: str | None
+    agent: str | None
+    content: str | None
+    route: dict[str, Any] | None
+    sources: list[dict[str, Any]] | None
+    model: str | None
+
+
+async def claim_orphans(pool: Pool, limit: int = 100) -> list[Orphan]:
+    """Finish the turns whose lease expired: each user row becomes `failed`, and what its draft
+    had streamed is kept as an `interrupted` answer (the answer's own id, so never twice). Safe
+    to run from every worker at once (`skip locked`)."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "select m.id as user_message_id, m.reply_id, m.conversation_id, m.user_id, m.agent, "
+            "d.content, d.route, d.sources, d.model "
+            "from messages m left join answer_drafts d on d.user_message_id = m.id "
+            "where m.role = 'user' and m.status in ('received', 'running') "
+            "and m.lease_expires_at < now() "
+            "order by m.seq limit %s for update of m skip locked",
+            (limit,),
+        )
+        orphans = [Orphan.model_validate(row) for row in await cur.fetchall()]
+        for orphan in orphans:
+            if orphan.content and orphan.reply_id is not None:
+                await conn.execute(
+                    "insert into messages (id, conversation_id, user_id, role, content, agent, "
+                    "status, model, metadata) values (%s, %s, %s, 'assistant', %s, %s, "
+                    "'interrupted', %s, %s) on conflict (id) do nothing",
+                    (
+                        orphan.reply_id,
+                        orphan.conversation_id,
+                        orphan.user_id,
+                        orphan.content,
+                        orphan.agent,
+                        orphan.model,
+                        Jsonb(
+                            {
+                                "error": "worker_lost",
+                                "route": orphan.route,
+                                "sources": orphan.sources or [],
+                            }
+                        ),
+                    ),
+                )
+            await conn.execute(
+                "update messages set status = 'failed', lease_expires_at = null where id = %s",
+                (orphan.user_message_id,),
+            )
+            await conn.execute(
+                "delete from answer_drafts where user_message_id = %s", (orphan.user_message_id,)
+            )
+    return orphans

@@ -3,6 +3,13 @@
 `POST /api/chat/stream` sends them in this order: `metadata` (always first), `route`,
 `sources`, many `token`s, then `end` on success or `error` instead. `POST /api/chat` folds the
 same events into one JSON answer.
+
+Every event carries an SSE `id` that is its position in the stream, computed from the answer
+itself: `metadata` 1, `route` 2, `sources` 3, a `token` 3 + the number of characters of the
+answer up to the end of that token, `end`/`error` one more than the last token. So any worker
+can resume after any id (`GET /api/chat/stream/{message_id}` with `Last-Event-ID`), tokens may
+be merged when the client falls behind, and a replay from the stored answer numbers its events
+exactly as the live stream did.
 """
 
 from __future__ import annotations
@@ -48,11 +55,30 @@ def sources_of(passages: list[Passage]) -> list[Source]:
     return [Source.of(p, i + 1) for i, p in enumerate(passages)]
 
 
+METADATA_ID, ROUTE_ID, SOURCES_ID = 1, 2, 3
+
+
+def token_id(text_length: int) -> int:
+    """The id of a token event that ends at character `text_length` of the answer."""
+    return SOURCES_ID + text_length
+
+
+def final_id(text_length: int) -> int:
+    """The id of the `end` or `error` event of an answer of `text_length` characters."""
+    return SOURCES_ID + text_length + 1
+
+
+def text_offset(last_event_id: int) -> int:
+    """How much of the answer a client that last received `last_event_id` already has."""
+    return max(0, last_event_id - SOURCES_ID)
+
+
 class _Event(BaseModel):
     kind: str
+    id: int = Field(default=0, exclude=True, description="The SSE id: see the module's doc")
 
     def data(self) -> dict[str, Any]:
-        """The SSE `data:` payload (everything but the event's name)."""
+        """The SSE `data:` payload (everything but the event's name and id)."""
         return self.model_dump(mode="json", exclude={"kind"})
 
 

@@ -4,7 +4,9 @@ save the answer.
 The graph runs in its own task and talks to the client through a queue, so a client that
 disconnects mid-answer does not cancel the turn: the answer is still finished and saved. Turns
 of one conversation run one at a time, in arrival order, across workers (`store/turn_queue.py`):
-a second message waits for the first answer and then sees it in its history.
+a second message waits for the first answer and then sees it in its history. What a turn has
+streamed is kept in memory for clients that resume here (`turns/live.py`) and flushed as a draft
+for any other worker and for crash recovery (`store/drafts.py`).
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
-from core.domain import Passage, RouteDecision, Usage
+from core.domain import ROUTES, Passage, RouteDecision, Usage
 from graph.builder import ChatGraph
 from graph.context import Context
 from graph.state import AnswerMeta, RerankInfo, turn_input
-from store import messages, turn_queue
+from store import checkpoints, drafts, messages, turn_queue
 from store.postgres import Pool
 from turns.events import (
+    METADATA_ID,
+    ROUTE_ID,
+    SOURCES_ID,
     EndEvent,
     ErrorEvent,
     MetadataEvent,
@@ -37,8 +43,11 @@ from turns.events import (
     SourcesEvent,
     TokenEvent,
     TurnEvent,
+    final_id,
     sources_of,
+    token_id,
 )
+from turns.live import LiveTurn
 from turns.stream import Answered, Reranked, Routed, ServingModel, Token, TracedRun
 
 log = logging.getLogger(__name__)
@@ -83,15 +92,17 @@ class _Turn:
     reply_id: UUID
     seq: int = 0
     started: float = field(default_factory=time.perf_counter)
-    # When the turn left the queue (equal to `started` when nobody was ahead of it).
-    started_running: float | None = None
     route: RouteDecision | None = None
     passages: list[Passage] = field(default_factory=list)
     rerank: RerankInfo | None = None
     answer: AnswerMeta | None = None
     parts: list[str] = field(default_factory=list)
+    length: int = 0
     first_token_at: float | None = None
     serving_model: str | None = None
+    live: LiveTurn = field(default_factory=LiveTurn)
+    # Set when the draft in the database is behind what was streamed.
+    unsaved: asyncio.Event = field(default_factory=asyncio.Event)
 
     def elapsed_ms(self, at: float | None = None) -> int:
         return int(((at or time.perf_counter()) - self.started) * 1000)
@@ -99,6 +110,19 @@ class _Turn:
     @property
     def first_token_ms(self) -> int | None:
         return None if self.first_token_at is None else self.elapsed_ms(self.first_token_at)
+
+    def draft(self) -> drafts.Draft:
+        return drafts.Draft(
+            message_id=self.reply_id,
+            user_message_id=self.user_message_id,
+            conversation_id=self.request.conversation_id,
+            agent=self.route.route if self.route else None,
+            route=self.route.model_dump() if self.route else None,
+            sources=[s.model_dump() for s in sources_of(self.passages)] if self.rerank else None,
+            degraded=bool(self.rerank and self.rerank.degraded),
+            content="".join(self.parts),
+            model=self.serving_model,
+        )
 
 
 class TurnRunner:
@@ -112,16 +136,25 @@ class TurnRunner:
         *,
         multitask: Multitask = "enqueue",
         lease_seconds: float = 10.0,
+        draft_seconds: float = 1.0,
+        keep_turns: int = 20,
     ):
         self._pool = pool
         self._graph = graph
         self._context = context
         self._multitask = multitask
         self._lease_seconds = lease_seconds
+        self._draft_seconds = draft_seconds
+        self._keep_turns = keep_turns
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
         self._tasks: set[asyncio.Task[None]] = set()
         # Woken when a turn of the conversation ends in this process (others are polled).
         self._turn_ended: dict[str, asyncio.Event] = {}
+        self._live: dict[UUID, LiveTurn] = {}
+
+    def live(self, reply_id: UUID) -> LiveTurn | None:
+        """The turn answering as `reply_id`, if it runs in this process."""
+        return self._live.get(reply_id)
 
     async def start(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         """Commit the user's message, then start the turn; iterate the result for its events.
@@ -136,6 +169,7 @@ class TurnRunner:
         turn.seq = await messages.save_user_message(
             self._pool,
             message_id=turn.user_message_id,
+            reply_id=turn.reply_id,
             conversation_id=request.conversation_id,
             user_id=request.user_id,
             content=request.message,
@@ -145,6 +179,7 @@ class TurnRunner:
             reject_if_busy=self._multitask == "reject",
         )
         queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
+        self._live[turn.reply_id] = turn.live
         task = asyncio.create_task(self._produce(turn, queue))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -157,10 +192,15 @@ class TurnRunner:
 
     async def _produce(self, turn: _Turn, queue: asyncio.Queue[TurnEvent | None]) -> None:
         request = turn.request
-        put = queue.put_nowait
+
+        def emit(event: TurnEvent) -> None:
+            turn.live.record(event)
+            queue.put_nowait(event)
+
         # First, always: the widget knows its message is stored, even while it waits its turn.
-        put(
+        emit(
             MetadataEvent(
+                id=METADATA_ID,
                 conversation_id=request.conversation_id,
                 message_id=str(turn.reply_id),
                 user_message_id=str(turn.user_message_id),
@@ -168,13 +208,14 @@ class TurnRunner:
         )
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._keep_lease(turn.user_message_id, lost))
+        flusher = asyncio.create_task(self._flush_drafts(turn))
         run: TracedRun | None = None
         error: ErrorEvent | None = None
         failure: BaseException | None = None
         try:
             await self._wait_for_turn(turn, lost)
             run = self._traced_run(turn)
-            await self._run_until_lost(run, turn, put, lost)
+            await self._run_until_lost(run, turn, emit, lost)
         except Exception as exc:
             failure = exc
             lost_turn = isinstance(exc, TurnLost)
@@ -193,9 +234,10 @@ class TurnRunner:
                 message_id=str(turn.reply_id),
             )
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         latency_ms = turn.elapsed_ms()
         try:
             await self._save(turn, error, latency_ms)
@@ -218,8 +260,15 @@ class TurnRunner:
                 )
         finally:
             self._wake_waiters(request.conversation_id)
-        put(error if error is not None else self._end_event(turn, latency_ms))
-        put(None)
+        final = error if error is not None else self._end_event(turn, latency_ms)
+        final.id = final_id(turn.length)
+        emit(final)
+        queue.put_nowait(None)
+        self._live.pop(turn.reply_id, None)
+        try:
+            await checkpoints.prune(self._pool, request.conversation_id, self._keep_turns)
+        except Exception:
+            log.warning("could not prune the checkpoints of %s", request.conversation_id)
 
     async def _wait_for_turn(self, turn: _Turn, lost: asyncio.Event) -> None:
         """Wait until this message is the conversation's next turn, holding no connection."""
@@ -233,7 +282,6 @@ class TurnRunner:
                 lease_seconds=self._lease_seconds,
             )
             if outcome == "started":
-                turn.started_running = time.perf_counter()
                 return
             if outcome == "gone" or lost.is_set():
                 raise TurnLost("the message is no longer waiting (swept or expired)")
@@ -261,30 +309,43 @@ class TurnRunner:
                 lost.set()
                 return
 
+    async def _flush_drafts(self, turn: _Turn) -> None:
+        """Write the draft when it is behind, at most every `draft_seconds` (off the token path)."""
+        while True:
+            await turn.unsaved.wait()
+            turn.unsaved.clear()
+            try:
+                await drafts.save(self._pool, turn.draft())
+            except Exception:
+                log.warning("could not save the draft of %s", turn.reply_id, exc_info=True)
+            await asyncio.sleep(self._draft_seconds)
+
     def _traced_run(self, turn: _Turn) -> TracedRun:
         request = turn.request
-        config: RunnableConfig = {
-            "configurable": {"thread_id": request.conversation_id},
-            "run_name": "chat_turn",
-            "metadata": {"user_id": request.user_id, "message_id": str(turn.reply_id)},
-        }
         graph_input = turn_input(
             request.message,
             message_id=str(turn.user_message_id),
             reply_id=str(turn.reply_id),
             route=request.forced_route,
         )
-        return TracedRun(self._graph, graph_input, config, self._context)
+        return TracedRun(self._graph, graph_input, self._config(turn), self._context)
+
+    def _config(self, turn: _Turn) -> RunnableConfig:
+        return {
+            "configurable": {"thread_id": turn.request.conversation_id},
+            "run_name": "chat_turn",
+            "metadata": {"user_id": turn.request.user_id, "message_id": str(turn.reply_id)},
+        }
 
     async def _run_until_lost(
         self,
         run: TracedRun,
         turn: _Turn,
-        put: Callable[[TurnEvent | None], None],
+        emit: Callable[[TurnEvent], None],
         lost: asyncio.Event,
     ) -> None:
         """Run the graph; stop it if the lease is lost (another turn may have started)."""
-        work = asyncio.create_task(self._consume(run, turn, put))
+        work = asyncio.create_task(self._consume(run, turn, emit))
         watch = asyncio.create_task(lost.wait())
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -298,7 +359,7 @@ class TurnRunner:
         work.result()
 
     async def _consume(
-        self, run: TracedRun, turn: _Turn, put: Callable[[TurnEvent | None], None]
+        self, run: TracedRun, turn: _Turn, emit: Callable[[TurnEvent], None]
     ) -> None:
         """Map the graph's signals to the stream's events, keeping what must be saved."""
         async for signal in run.signals():
@@ -307,16 +368,20 @@ class TurnRunner:
                     if turn.first_token_at is None:
                         turn.first_token_at = time.perf_counter()
                     turn.parts.append(text)
-                    put(TokenEvent(text=text))
+                    turn.length += len(text)
+                    turn.unsaved.set()
+                    emit(TokenEvent(id=token_id(turn.length), text=text))
                 case ServingModel(name):
                     turn.serving_model = name
                 case Routed(decision):
                     turn.route = decision
+                    turn.unsaved.set()
                     await messages.set_message_agent(
                         self._pool, turn.user_message_id, decision.route
                     )
-                    put(
+                    emit(
                         RouteEvent(
+                            id=ROUTE_ID,
                             agent=decision.route,
                             reason=decision.reason,
                             confidence=decision.confidence,
@@ -325,7 +390,12 @@ class TurnRunner:
                     )
                 case Reranked(passages, info):
                     turn.passages, turn.rerank = passages, info
-                    put(SourcesEvent(sources=sources_of(passages), degraded=info.degraded))
+                    turn.unsaved.set()
+                    emit(
+                        SourcesEvent(
+                            id=SOURCES_ID, sources=sources_of(passages), degraded=info.degraded
+                        )
+                    )
                 case Answered(meta):
                     turn.answer = meta
 
@@ -345,6 +415,7 @@ class TurnRunner:
 
     async def _save(self, turn: _Turn, error: ErrorEvent | None, latency_ms: int) -> None:
         request = turn.request
+        answer: messages.Answer | None = None
         if error is None or turn.parts:
             meta = turn.answer
             stored: dict[str, Any] = meta.model_dump(mode="json") if meta else {}
@@ -356,11 +427,8 @@ class TurnRunner:
             )
             if error is not None:
                 stored["error"] = error.code
-            await messages.save_assistant_message(
-                self._pool,
+            answer = messages.Answer(
                 message_id=turn.reply_id,
-                conversation_id=request.conversation_id,
-                user_id=request.user_id,
                 content="".join(turn.parts),
                 agent=turn.route.route if turn.route else None,
                 status="complete" if error is None else "interrupted",
@@ -370,11 +438,76 @@ class TurnRunner:
                 or self._context.require_providers().generator.name,
                 metadata=stored,
             )
-        await messages.set_message_status(
-            self._pool, turn.user_message_id, "answered" if error is None else "failed"
+        if error is not None and turn.parts:
+            await self._keep_partial_answer(turn)
+        await messages.finish_turn(
+            self._pool,
+            user_message_id=turn.user_message_id,
+            conversation_id=request.conversation_id,
+            user_id=request.user_id,
+            status="answered" if error is None else "failed",
+            answer=answer,
+        )
+
+    async def _keep_partial_answer(self, turn: _Turn) -> None:
+        """Put an interrupted answer in the checkpointed history too, as the messages table
+        has it, so the next turn and the table agree on what was said."""
+        if turn.route is None:
+            return
+        await append_interrupted_answer(
+            self._graph,
+            conversation_id=turn.request.conversation_id,
+            user_message_id=str(turn.user_message_id),
+            reply_id=str(turn.reply_id),
+            agent=turn.route.route,
+            content="".join(turn.parts),
         )
 
 
+async def append_interrupted_answer(
+    graph: ChatGraph,
+    *,
+    conversation_id: str,
+    user_message_id: str,
+    reply_id: str,
+    agent: str,
+    content: str,
+) -> bool:
+    """Append what was streamed of an answer to the conversation's checkpoint, as written by
+    that persona's node, if the question it answers is the checkpoint's last message."""
+    if agent not in ROUTES:
+        return False
+    config: RunnableConfig = {"configurable": {"thread_id": conversation_id}}
+    state = await graph.aget_state(config)
+    history = state.values.get("messages", []) if state.values else []
+    if not history or not isinstance(history[-1], HumanMessage):
+        return False
+    if history[-1].id != user_message_id:
+        return False
+    message = AIMessage(
+        content=content, name=agent, id=reply_id, response_metadata={"interrupted": True}
+    )
+    await graph.aupdate_state(config, {"messages": [message]}, as_node=agent)
+    return True
+
+
 async def _drain(queue: asyncio.Queue[TurnEvent | None]) -> AsyncIterator[TurnEvent]:
+    """The turn's events; tokens already waiting are merged into one event (its id is the
+    last one's), so a client that falls behind gets fewer, larger events."""
     while (event := await queue.get()) is not None:
+        if isinstance(event, TokenEvent) and not queue.empty():
+            texts = [event.text]
+            last = event
+            while not queue.empty():
+                following = queue.get_nowait()
+                if not isinstance(following, TokenEvent):
+                    yield TokenEvent(id=last.id, text="".join(texts))
+                    if following is None:
+                        return
+                    event = following
+                    break
+                texts.append(following.text)
+                last = following
+            else:
+                event = TokenEvent(id=last.id, text="".join(texts))
         yield event

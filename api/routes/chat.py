@@ -1,18 +1,20 @@
-"""Chat: the same pipeline as JSON or as a Server-Sent Events stream."""
+"""Chat: the same pipeline as JSON or as a Server-Sent Events stream, and resuming a stream."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import ServicesDep, client_address, enforce_rate_limit
+from api.deps import ServicesDep, client_address, enforce_rate_limit, verify_user
 from api.errors import ApiError
-from api.schemas import ChatRequest, ChatResponse, ErrorResponse
+from api.schemas import IDENTIFIER, USER_TOKEN, ChatRequest, ChatResponse, ErrorResponse
 from services import Services
+from store import messages
 from store.messages import ConversationBusy, ConversationOwnedByAnotherUser
 from turns.events import (
     EndEvent,
@@ -24,6 +26,7 @@ from turns.events import (
     TurnEvent,
     now_utc,
 )
+from turns.resume import parse_last_event_id, resume
 from turns.runner import TurnRequest
 
 router = APIRouter(prefix="/chat", tags=["chat"])
@@ -32,18 +35,26 @@ CONVERSATION_BUSY = (
     "Une réponse est déjà en cours dans cette conversation. Attendez-la avant d'envoyer un "
     "nouveau message : celui-ci est bien enregistré mais ne sera pas traité."
 )
+# The same answer whether the conversation does not exist or belongs to someone else, so the
+# API never tells which ids exist.
+CONVERSATION_NOT_FOUND = ("conversation_not_found", "Cette conversation n'existe pas.")
+MESSAGE_NOT_FOUND = ("message_not_found", "Ce message n'existe pas.")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    403: {"model": ErrorResponse, "description": "The conversation belongs to another user"},
+    401: {"model": ErrorResponse, "description": "WIDGET_SECRET is set and user_token is wrong"},
+    404: {"model": ErrorResponse, "description": "Another user's conversation"},
     409: {"model": ErrorResponse, "description": "MULTITASK=reject and a turn is running"},
+    413: {"model": ErrorResponse, "description": "Body over 64 KB"},
     422: {"model": ErrorResponse, "description": "Invalid payload"},
     429: {"model": ErrorResponse, "description": "Too many messages"},
+    503: {"model": ErrorResponse, "description": "Database unavailable; retry"},
 }
 
 
 async def _start(
     body: ChatRequest, request: Request, services: Services
 ) -> AsyncIterator[TurnEvent]:
+    verify_user(services, body.user_id, body.user_token)
     await enforce_rate_limit(services, f"user:{body.user_id}", f"ip:{client_address(request)}")
     try:
         return await services.turns.start(
@@ -56,11 +67,7 @@ async def _start(
             )
         )
     except ConversationOwnedByAnotherUser as exc:
-        raise ApiError(
-            403,
-            "conversation_forbidden",
-            "Cette conversation appartient à un autre utilisateur.",
-        ) from exc
+        raise ApiError(404, *CONVERSATION_NOT_FOUND) from exc
     except ConversationBusy as exc:
         raise ApiError(409, "conversation_busy", CONVERSATION_BUSY) from exc
 
@@ -101,29 +108,22 @@ async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> Ch
     )
 
 
-@router.post(
-    "/stream",
-    response_class=EventSourceResponse,
-    responses={
-        **ERRORS,
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": "Events: metadata, route, sources, token (many), then end or error.",
-        },
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "Events: metadata, route, sources, token (many), then end or error; each "
+        "with an id (see turns/events.py) to resume from.",
     },
-)
-async def chat_stream(
-    body: ChatRequest, request: Request, services: ServicesDep
-) -> EventSourceResponse:
-    """Stream the answer as Server-Sent Events, with a heartbeat comment for proxies."""
-    events = await _start(body, request, services)
+}
 
+
+def _sse(events: AsyncIterator[TurnEvent], services: Services) -> EventSourceResponse:
     async def encode() -> AsyncIterator[ServerSentEvent]:
-        number = 0
         async for event in events:
-            number += 1
             yield ServerSentEvent(
-                data=json.dumps(event.data(), ensure_ascii=False), event=event.kind, id=str(number)
+                data=json.dumps(event.data(), ensure_ascii=False),
+                event=event.kind,
+                id=str(event.id),
             )
 
     return EventSourceResponse(
@@ -131,3 +131,37 @@ async def chat_stream(
         ping=services.settings.sse_ping_seconds,
         headers={"Cache-Control": "no-cache"},
     )
+
+
+@router.post("/stream", response_class=EventSourceResponse, responses={**ERRORS, **STREAM_RESPONSE})
+async def chat_stream(
+    body: ChatRequest, request: Request, services: ServicesDep
+) -> EventSourceResponse:
+    """Stream the answer as Server-Sent Events, with a heartbeat comment for proxies."""
+    return _sse(await _start(body, request, services), services)
+
+
+@router.get(
+    "/stream/{message_id}",
+    response_class=EventSourceResponse,
+    responses={
+        401: ERRORS[401],
+        404: {"model": ErrorResponse, "description": "No such answer for this user"},
+        **STREAM_RESPONSE,
+    },
+)
+async def resume_stream(
+    message_id: Annotated[UUID, Path(description="The answer's id (`metadata.message_id`)")],
+    user_id: Annotated[str, Query(pattern=IDENTIFIER, description="The conversation's owner")],
+    services: ServicesDep,
+    user_token: Annotated[str | None, Query(pattern=USER_TOKEN)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+) -> EventSourceResponse:
+    """The events after `Last-Event-ID`: live while the turn runs (on any worker), then from
+    the stored answer once it has ended."""
+    verify_user(services, user_id, user_token)
+    record = await messages.find_turn(services.pool, message_id)
+    if record is None or record.owner != user_id:
+        raise ApiError(404, *MESSAGE_NOT_FOUND)
+    events = resume(services.pool, services.turns, record, parse_last_event_id(last_event_id))
+    return _sse(events, services)

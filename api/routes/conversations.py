@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, verify_user
 from api.errors import ApiError
-from api.schemas import IDENTIFIER, ErrorResponse, HistoryResponse, MessageOut
+from api.routes.chat import CONVERSATION_NOT_FOUND
+from api.schemas import (
+    HISTORY_PAGE_MAX,
+    IDENTIFIER,
+    USER_TOKEN,
+    ErrorResponse,
+    HistoryResponse,
+    MessageOut,
+)
 from store import messages
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
@@ -16,22 +25,26 @@ router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 @router.get(
     "/{conversation_id}/messages",
-    responses={403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
 )
 async def history(
     conversation_id: Annotated[str, Path(pattern=IDENTIFIER)],
     user_id: Annotated[str, Query(pattern=IDENTIFIER, description="The conversation's owner")],
     services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)] = 50,
+    before: Annotated[UUID | None, Query(description="`next_before` of the later page")] = None,
+    user_token: Annotated[str | None, Query(pattern=USER_TOKEN)] = None,
 ) -> HistoryResponse:
-    """Messages oldest first; only the user who owns the conversation may read it."""
+    """The latest `limit` messages in conversation order (each answer after its question);
+    `before` pages further back. Only the conversation's owner may read it: anyone else gets
+    the same 404 as for a conversation that does not exist."""
+    verify_user(services, user_id, user_token)
     owner = await messages.conversation_owner(services.pool, conversation_id)
-    if owner is None:
-        raise ApiError(404, "conversation_not_found", "Cette conversation n'existe pas.")
-    if owner != user_id:
-        raise ApiError(
-            403, "conversation_forbidden", "Cette conversation appartient à un autre utilisateur."
-        )
-    rows = await messages.list_messages(services.pool, conversation_id)
+    if owner is None or owner != user_id:
+        raise ApiError(404, *CONVERSATION_NOT_FOUND)
+    rows = await messages.list_messages(services.pool, conversation_id, limit + 1, before)
+    more = len(rows) > limit
+    rows = rows[1:] if more else rows
     return HistoryResponse(
         conversation_id=conversation_id,
         messages=[
@@ -45,4 +58,5 @@ async def history(
             )
             for row in rows
         ],
+        next_before=str(rows[0].id) if more and rows else None,
     )
