@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -9,6 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import error_body
 
 TOO_LARGE = "Le message est trop volumineux (64 Ko au plus)."
+# How much of an oversized body is read and dropped before the 413 (then the connection closes).
+DRAIN_LIMIT = 1024 * 1024
 
 
 class BodySizeLimit:
@@ -34,6 +37,7 @@ class BodySizeLimit:
                     return
         received = 0
         too_large = False
+        refused = False
 
         async def counting_receive() -> Message:
             nonlocal received, too_large
@@ -45,24 +49,35 @@ class BodySizeLimit:
                     raise _TooLarge
             return message
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def guarded_send(message: Message) -> None:
+            # The framework may turn the aborted read into its own 400: answer 413 instead.
+            nonlocal refused
+            if too_large:
+                if not refused:
+                    refused = True
+                    await self._drain(receive)
+                    await self._refuse(send)
+                return
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
-        except Exception:
-            if too_large and not started:
-                await self._refuse(send)
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, counting_receive, guarded_send)
+        if too_large and not refused:
+            await self._drain(receive)
+            refused = True
+            await self._refuse(send)
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read (and drop) the rest of an oversized chunked body, up to a bound, so the client
+        that is still sending gets the 413 instead of a broken connection."""
+        dropped = 0
+        while dropped < DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
                 return
-            raise
+            dropped += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(error_body("payload_too_large", TOO_LARGE), ensure_ascii=False).encode()

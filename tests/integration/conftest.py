@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -34,11 +35,18 @@ KNOWLEDGE_SUBSET = {
 }
 
 
+def postgres_dir(prefix: str) -> Path:
+    """A folder for an embedded Postgres, outside pytest's temporary root: the server runs as
+    another user, and a concurrent pytest session resets that root to mode 0700."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("data")
+def data_dir() -> Iterator[Path]:
+    path = postgres_dir("chatbot-test-")
     yield path
     stop_embedded(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

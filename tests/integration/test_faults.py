@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -16,6 +17,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from pydantic import SecretStr
 
 from core.settings import Settings
 from devtools.audit import audit, compare_history
@@ -27,7 +29,7 @@ from services import Services, open_services
 from store import checkpoints, messages
 from store.migrations import apply_migrations
 from store.postgres import start_embedded, stop_embedded
-from tests.integration.conftest import _free_port, fresh_database
+from tests.integration.conftest import _free_port, fresh_database, postgres_dir
 from tests.integration.sse import Event, read_events
 from turns.runner import TurnRequest
 
@@ -48,7 +50,7 @@ def _fresh_script(fake: FakeProvider) -> None:
 
 
 @pytest.fixture(scope="module")
-async def settings(fake: FakeProvider, data_dir: Path, knowledge_dir: Path) -> Settings:
+async def fault_settings(fake: FakeProvider, data_dir: Path, knowledge_dir: Path) -> Settings:
     return Settings(
         _env_file=None,
         database_url=await fresh_database(data_dir, "faults"),
@@ -71,8 +73,8 @@ async def settings(fake: FakeProvider, data_dir: Path, knowledge_dir: Path) -> S
 
 
 @pytest.fixture(scope="module")
-async def services(settings: Settings, knowledge_dir: Path) -> AsyncIterator[Services]:
-    async with open_services(settings) as built:
+async def fault_services(fault_settings: Settings, knowledge_dir: Path) -> AsyncIterator[Services]:
+    async with open_services(fault_settings) as built:
         await ingest_knowledge_base(
             built.pool, built.providers.embeddings, knowledge_dir, progress=False
         )
@@ -80,11 +82,13 @@ async def services(settings: Settings, knowledge_dir: Path) -> AsyncIterator[Ser
 
 
 @pytest.fixture(scope="module")
-async def two_workers(settings: Settings, services: Services) -> AsyncIterator[list[str]]:
+async def two_workers(
+    fault_settings: Settings, fault_services: Services
+) -> AsyncIterator[list[str]]:
     """Two servers on one database: two workers, each with its own running turns."""
     async with AsyncExitStack() as stack:
         urls = [
-            await stack.enter_async_context(serve_in_background(settings, _free_port()))
+            await stack.enter_async_context(serve_in_background(fault_settings, _free_port()))
             for _ in range(2)
         ]
         yield urls
@@ -122,9 +126,9 @@ def _text(events: list[Event]) -> str:
 
 
 async def test_a_dropped_stream_resumes_live_on_another_worker_and_after_the_end(
-    two_workers: list[str], services: Services, fake: FakeProvider
+    two_workers: list[str], fault_services: Services, fake: FakeProvider
 ) -> None:
-    fake.script(text=LONG_ANSWER, config={"ttft_ms": 50, "token_delay_ms": 60})
+    fake.script(LLM, text=LONG_ANSWER, config={"ttft_ms": 50, "token_delay_ms": 60})
     user = f"u-{uuid4().hex[:6]}"
     payload = {"user_id": user, "conversation_id": f"resume-{user}", "message": "Relances ?"}
     async with httpx.AsyncClient(timeout=60) as client:
@@ -147,7 +151,7 @@ async def test_a_dropped_stream_resumes_live_on_another_worker_and_after_the_end
         unknown = await client.get(
             f"{two_workers[0]}/api/chat/stream/{uuid4()}", params={"user_id": user}
         )
-    stored = await messages.get_message(services.pool, UUID(message_id))
+    stored = await messages.get_message(fault_services.pool, UUID(message_id))
     assert stored is not None
     assert full == stored.content == LONG_ANSWER
     assert _text(replayed) == full
@@ -163,22 +167,22 @@ async def test_a_dropped_stream_resumes_live_on_another_worker_and_after_the_end
 
 
 async def test_a_server_killed_mid_answer_leaves_everything_consistent(
-    settings: Settings, services: Services, fake: FakeProvider, two_workers: list[str]
+    fault_settings: Settings, fault_services: Services, fake: FakeProvider, two_workers: list[str]
 ) -> None:
-    fake.script(text=LONG_ANSWER, config={"ttft_ms": 50, "token_delay_ms": 80})
+    fake.script(LLM, text=LONG_ANSWER, config={"ttft_ms": 50, "token_delay_ms": 80})
     env = clean_environment(
-        DATABASE_URL=str(settings.database_url),
+        DATABASE_URL=str(fault_settings.database_url),
         PORT=str(_free_port()),
         LOG_LEVEL="warning",
         OPENROUTER_API_KEY="test-key",
-        OPENROUTER_BASE_URL=settings.openrouter_base_url,
+        OPENROUTER_BASE_URL=fault_settings.openrouter_base_url,
         LLM_MODEL=LLM,
         ROUTER_MODEL=LLM,
         OPENAI_API_KEY="test-key",
-        OPENAI_BASE_URL=settings.openai_base_url,
+        OPENAI_BASE_URL=fault_settings.openai_base_url,
         EMBEDDING_DIMENSIONS="256",
         COHERE_API_KEY="test-key",
-        COHERE_BASE_URL=settings.cohere_base_url,
+        COHERE_BASE_URL=fault_settings.cohere_base_url,
         TURN_LEASE_SECONDS="2",
         DRAFT_FLUSH_SECONDS="0.2",
         RATE_LIMIT_PER_MINUTE="0",
@@ -199,12 +203,12 @@ async def test_a_server_killed_mid_answer_leaves_everything_consistent(
         await server.ready()
         await asyncio.sleep(3)  # the dead worker's lease (2 s) expires; the sweep runs
         async with httpx.AsyncClient(timeout=60) as client:
-            fake.script(text="Réponse suivante. [1]", config={"token_delay_ms": 0})
+            fake.script(LLM, text="Réponse suivante. [1]", config={"token_delay_ms": 0})
             nxt = await _stream_to(client, server.url, user, conversation)
     finally:
         server.stop()
     streamed = _text(seen)
-    rows = await _rows(services, conversation)
+    rows = await _rows(fault_services, conversation)
     assert [(r["role"], r["status"]) for r in rows] == [
         ("user", "failed"),
         ("assistant", "interrupted"),
@@ -215,9 +219,9 @@ async def test_a_server_killed_mid_answer_leaves_everything_consistent(
     assert partial
     assert streamed.startswith(partial) or partial.startswith(streamed)
     assert nxt[-1].event == "end"
-    report = await audit(services.pool, services.graph, [conversation])
+    report = await audit(fault_services.pool, fault_services.graph, [conversation])
     assert report.ok, report.violations
-    state = await services.graph.aget_state({"configurable": {"thread_id": conversation}})
+    state = await fault_services.graph.aget_state({"configurable": {"thread_id": conversation}})
     assert [m.id for m in state.values["messages"]] == [str(r["id"]) for r in rows]
 
 
@@ -230,8 +234,8 @@ async def _stream_to(
         return [event async for event in read_events(response)]
 
 
-async def _rows(services: Services, conversation: str) -> list[dict[str, Any]]:
-    async with services.pool.connection() as conn:
+async def _rows(fault_services: Services, conversation: str) -> list[dict[str, Any]]:
+    async with fault_services.pool.connection() as conn:
         cur = await conn.execute(
             "select id, role, status, content from messages m where conversation_id = %s "
             "order by coalesce((select u.seq from messages u where u.reply_id = m.id), m.seq), "
@@ -242,13 +246,14 @@ async def _rows(services: Services, conversation: str) -> list[dict[str, Any]]:
 
 
 async def test_a_database_outage_answers_503_fast_and_service_comes_back_alone(
-    tmp_path: Path, settings: Settings, knowledge_dir: Path
+    fault_settings: Settings, knowledge_dir: Path
 ) -> None:
     """Postgres stopped under load: 503 in seconds (never a hang, never a 500), /health 503,
     and requests succeed again within 5 s of the database coming back, with no restart."""
+    tmp_path = postgres_dir("chatbot-outage-")
     url = start_embedded(tmp_path)
     await apply_migrations(url)
-    own = settings.model_copy(update={"database_url": url, "db_timeout_seconds": 2.0})
+    own = fault_settings.model_copy(update={"database_url": url, "db_timeout_seconds": 2.0})
     async with open_services(own) as built:
         await ingest_knowledge_base(
             built.pool, built.providers.embeddings, knowledge_dir, progress=False
@@ -310,6 +315,7 @@ async def test_a_database_outage_answers_503_fast_and_service_comes_back_alone(
         stop.set()
         await asyncio.gather(*workers)
     stop_embedded(tmp_path)
+    shutil.rmtree(tmp_path, ignore_errors=True)
     during = [(s, d) for sent, s, d in statuses if stopped_at + 0.5 < sent < back_at - 0.5]
     assert during, "requests were sent during the outage"
     assert {s for s, _ in during} <= {503}, during
@@ -384,9 +390,11 @@ async def test_history_pages_back_in_conversation_order(client: httpx.AsyncClien
     assert len({m["id"] for m in seen}) == 6
 
 
-async def test_signed_identity(settings: Settings, services: Services, fake: FakeProvider) -> None:
+async def test_signed_identity(
+    fault_settings: Settings, fault_services: Services, fake: FakeProvider
+) -> None:
     secret = "widget-secret-for-tests"
-    signed = settings.model_copy(update={"widget_secret": secret})
+    signed = fault_settings.model_copy(update={"widget_secret": SecretStr(secret)})
     user = "signed-user"
     token = hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
     payload = {"user_id": user, "conversation_id": f"signed-{uuid4().hex[:6]}", "message": "DKIM ?"}
@@ -415,11 +423,11 @@ async def test_signed_identity(settings: Settings, services: Services, fake: Fak
     assert len(history.json()["messages"]) == 2
 
 
-async def test_checkpoint_storage_per_turn_stays_flat(services: Services) -> None:
+async def test_checkpoint_storage_per_turn_stays_flat(fault_services: Services) -> None:
     """With retention, bytes per turn at turn 30 are within 1.2x of those at turn 10, and the
     next turn still reads the whole history."""
     conversation = f"retention-{uuid4().hex[:6]}"
-    runner = services.turns
+    runner = fault_services.turns
     runner._keep_turns = 3  # the setting CHECKPOINT_KEEP_TURNS, small for the test
     per_turn: dict[int, float] = {}
     try:
@@ -433,15 +441,15 @@ async def test_checkpoint_storage_per_turn_stays_flat(services: Services) -> Non
             )
             assert [e async for e in events][-1].kind == "end"
             if n in (10, 30):
-                per_turn[n] = await checkpoints.thread_bytes(services.pool, conversation) / n
+                per_turn[n] = await checkpoints.thread_bytes(fault_services.pool, conversation) / n
     finally:
-        runner._keep_turns = services.settings.checkpoint_keep_turns
+        runner._keep_turns = fault_services.settings.checkpoint_keep_turns
     assert per_turn[30] <= 1.2 * per_turn[10], per_turn
-    state = await services.graph.aget_state({"configurable": {"thread_id": conversation}})
+    state = await fault_services.graph.aget_state({"configurable": {"thread_id": conversation}})
     assert len(state.values["messages"]) == 60
     kept = {
         (snapshot.metadata or {}).get("message_id")
-        async for snapshot in services.graph.aget_state_history(
+        async for snapshot in fault_services.graph.aget_state_history(
             {"configurable": {"thread_id": conversation}}
         )
     }
@@ -449,11 +457,11 @@ async def test_checkpoint_storage_per_turn_stays_flat(services: Services) -> Non
 
 
 async def test_the_audit_finds_every_kind_of_broken_promise(
-    data_dir: Path, settings: Settings, knowledge_dir: Path
+    data_dir: Path, fault_settings: Settings, knowledge_dir: Path
 ) -> None:
     """A database corrupted on purpose: the audit names each problem; a clean one passes."""
     url = await fresh_database(data_dir, "audit")
-    corrupted = settings.model_copy(update={"database_url": url})
+    corrupted = fault_settings.model_copy(update={"database_url": url})
     async with open_services(corrupted) as built:
         good = f"good-{uuid4().hex[:6]}"
         events = await built.turns.start(
