@@ -27,6 +27,7 @@ from langgraph_sdk import get_client
 from core.settings import get_settings
 from devtools import studio
 from devtools.langgraph_dev import langgraph_dev
+from devtools.processes import clean_environment
 
 QUESTIONS = [
     "Comment automatiser mes emails de bienvenue ?",
@@ -38,10 +39,14 @@ QUESTIONS = [
 
 async def dev_server_figures(runs: int) -> dict[str, Any]:
     """Start-up, per-run latency and slow graph loads of the real dev server."""
-    env = {"DATA_DIR": str(get_settings().data_dir.resolve())}
+    settings = get_settings()
+    # The dev server runs elsewhere (its own working directory): pass the settings it must share.
+    env = clean_environment(
+        DATA_DIR=str(settings.data_dir.resolve()), KNOWLEDGE_DIR=str(settings.knowledge_dir)
+    )
     with tempfile.TemporaryDirectory() as workdir:
         started = time.perf_counter()
-        async with langgraph_dev(Path(workdir), env) as server:
+        async with langgraph_dev(Path(workdir), env, ready_within=900) as server:
             ready = time.perf_counter() - started
             latencies: list[float] = []
             async with get_client(url=server.url, api_key=None, timeout=120) as client:
@@ -57,7 +62,7 @@ async def dev_server_figures(runs: int) -> dict[str, Any]:
                         if part.event == "error":
                             raise RuntimeError(f"run failed: {part.data}")
                     latencies.append(time.perf_counter() - begin)
-            log = server.log_text()
+            log = server.output()
     opened = re.search(r"services opened in ([\d.]+) s", log)
     slow = [float(ms) for ms in re.findall(r"Accessing graph 'chat' took ([\d.]+)ms", log)]
     return {

@@ -40,8 +40,8 @@ class SharedGraph:
         """The graph, opening the services on first use."""
         async with self._lock:
             if self._graph is None:
-                # Settings read `.env`: file I/O, so off the event loop like the rest of start-up.
                 started = time.perf_counter()
+                # Settings read `.env`: file I/O, so off the event loop like the rest of start-up.
                 settings = await asyncio.to_thread(get_settings)
                 stack = AsyncExitStack()
                 services = await stack.enter_async_context(open_services(settings))

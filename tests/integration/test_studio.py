@@ -16,7 +16,8 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from devtools.langgraph_dev import DevServer, langgraph_dev
+from devtools.langgraph_dev import langgraph_dev
+from devtools.processes import ServerProcess, clean_environment
 from services import Services
 
 QUESTION = "Comment automatiser mes emails de bienvenue ?"
@@ -43,19 +44,17 @@ async def dev_server(
     data_dir: Path,
     knowledge_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[DevServer]:
+) -> AsyncIterator[ServerProcess]:
     # `services` first: the knowledge base is ingested once; the dev server only joins it.
-    env = {"DATA_DIR": str(data_dir), "KNOWLEDGE_DIR": str(knowledge_dir)}
+    env = clean_environment(DATA_DIR=str(data_dir), KNOWLEDGE_DIR=str(knowledge_dir))
     # A generous start-up time: a loaded 2-core machine imports LangGraph, loads the model and
     # warms the router before the server answers.
-    async with langgraph_dev(
-        tmp_path_factory.mktemp("langgraph-dev"), env, ready_timeout=240
-    ) as server:
+    async with langgraph_dev(tmp_path_factory.mktemp("langgraph-dev"), env, 240) as server:
         yield server
 
 
 @pytest.fixture
-async def client(dev_server: DevServer) -> AsyncIterator[LangGraphClient]:
+async def client(dev_server: ServerProcess) -> AsyncIterator[LangGraphClient]:
     async with get_client(url=dev_server.url, api_key=None, timeout=120) as sdk:
         yield sdk
 
@@ -187,7 +186,7 @@ async def test_a_checkpoint_edited_in_studio_runs_on_from_there(client: LangGrap
 
 
 async def test_services_open_once_per_process_without_blocking_the_loop(
-    client: LangGraphClient, dev_server: DevServer
+    client: LangGraphClient, dev_server: ServerProcess
 ) -> None:
     # Every kind of graph access Studio makes: a run, a state read, the drawing, the schemas.
     thread = await client.threads.create()
@@ -198,6 +197,6 @@ async def test_services_open_once_per_process_without_blocking_the_loop(
     await client.assistants.get_schemas(assistant["assistant_id"])
 
     assert {node["id"] for node in graph["nodes"]} >= {"begin_turn", "route", "retrieve", "rerank"}
-    log = dev_server.log_text()
+    log = dev_server.output()
     assert log.count("chat graph ready: services opened") == 1, log[-5000:]
     assert "BlockingError" not in log
