@@ -6,13 +6,12 @@ offline; for the Studio test and the Studio benchmark.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from core.settings import ROOT
-from devtools.processes import ServerProcess
+from devtools.processes import ServerProcess, free_port
 
 # No usage analytics, no version check, no tracing: nothing leaves the machine.
 OFFLINE_ENV = {
@@ -32,7 +31,7 @@ async def langgraph_dev(
     `workdir` is its working directory, so its threads (`.langgraph_api/`) and its log stay out
     of the checkout; `env` is its environment (see `devtools.processes.clean_environment`).
     """
-    port = _free_port()
+    port = free_port()
     server = ServerProcess(
         {**env, **OFFLINE_ENV, "PORT": str(port), "PYTHONUNBUFFERED": "1"},
         command=(
@@ -52,9 +51,3 @@ async def langgraph_dev(
         yield server
     finally:
         server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
