@@ -43,7 +43,8 @@ class Services:
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[tuple[str, Pool]]:
     """Resolve the database, apply migrations, open the pool; close it on exit."""
-    url = resolve_database_url(settings)
+    # Starting the embedded server spawns and waits on a process: off the event loop.
+    url = await asyncio.to_thread(resolve_database_url, settings)
     await apply_migrations(url)
     pool = await open_pool(url, settings.db_pool_max_size, settings.db_timeout_seconds)
     try:

@@ -6,14 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import httpx
 
 from core.settings import ROOT, Settings
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def clean_environment(**settings: str) -> dict[str, str]:
@@ -32,16 +41,26 @@ class ServerProcess:
         env: Mapping[str, str],
         command: Sequence[str] = ("-m", "cli", "serve"),
         health_path: str = "/health",
+        *,
+        cwd: Path = ROOT,
+        log: Path | None = None,
     ):
+        """`log`: a file for everything the child prints (else only stderr is kept, for errors)."""
         self.url = f"http://127.0.0.1:{env['PORT']}"
         self._health = health_path
-        self.process = subprocess.Popen(
-            [sys.executable, *command],
-            cwd=ROOT,
-            env=dict(env),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.log = log
+        output = log.open("wb") if log is not None else None
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, *command],
+                cwd=cwd,
+                env=dict(env),
+                stdout=output or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if output else subprocess.PIPE,
+            )
+        finally:
+            if output is not None:
+                output.close()
 
     async def ready(self, within: float = 180) -> None:
         """Wait until the health route answers 200 (raises with the child's stderr if it died)."""
@@ -49,9 +68,8 @@ class ServerProcess:
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    stderr = self.process.stderr.read().decode() if self.process.stderr else ""
                     raise RuntimeError(
-                        f"server exited ({self.process.returncode}): {stderr[-3000:]}"
+                        f"server exited ({self.process.returncode}): {self.output()[-3000:]}"
                     )
                 try:
                     if (await client.get(f"{self.url}{self._health}")).status_code == 200:
@@ -60,6 +78,14 @@ class ServerProcess:
                     pass
                 await asyncio.sleep(0.3)
         raise TimeoutError(f"{self.url} was not ready within {within} s")
+
+    def output(self) -> str:
+        """What the child printed: its log file, or its stderr once it has exited."""
+        if self.log is not None:
+            return self.log.read_text(encoding="utf-8", errors="replace")
+        if self.process.stderr is not None and self.process.poll() is not None:
+            return self.process.stderr.read().decode(errors="replace")
+        return ""
 
     def kill(self) -> None:
         """`kill -9`: no shutdown, no cleanup, as a crash."""

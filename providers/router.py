@@ -149,12 +149,10 @@ class EmbeddingRouter:
         e5 similarities crowd into 0.8-0.9 because all its embeddings share a large common
         component; subtracting the examples' mean spreads them out so routes separate better.
         """
-        labels: list[Route] = []
-        vectors: list[Vector] = []
-        for route in ROUTES:
-            for text in self.examples.examples[route]:
-                labels.append(route)
-                vectors.append(await self._embeddings.query(text))
+        labels: list[Route] = [route for route in ROUTES for _ in self.examples.examples[route]]
+        texts = [text for route in ROUTES for text in self.examples.examples[route]]
+        # All at once, so an engine that batches concurrent queries embeds them together.
+        vectors = await asyncio.gather(*(self._embeddings.query(text) for text in texts))
         matrix = np.stack(vectors)
         self._mean = matrix.mean(axis=0)
         self._matrix = _unit(matrix - self._mean)

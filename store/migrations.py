@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import psycopg
@@ -13,6 +14,14 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = ROOT / "database" / "migrations"
 
 
+def read_migrations() -> list[tuple[str, str]]:
+    """(version, SQL) of every migration file, in order."""
+    return [
+        (path.stem, path.read_text(encoding="utf-8"))
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql"))
+    ]
+
+
 async def apply_migrations(url: str) -> list[str]:
     """Apply `database/migrations/*.sql` in order; returns the versions applied by this call.
 
@@ -20,6 +29,8 @@ async def apply_migrations(url: str) -> list[str]:
     two processes starting at once from racing.
     """
     applied: list[str] = []
+    # File reads stay off the event loop (the server's, or `langgraph dev`'s).
+    migrations = await asyncio.to_thread(read_migrations)
     async with await psycopg.AsyncConnection.connect(url, prepare_threshold=None) as conn:
         async with conn.transaction():
             # Under the lock: N processes starting at once would race on the ledger's creation.
@@ -28,18 +39,18 @@ async def apply_migrations(url: str) -> list[str]:
                 "create table if not exists schema_migrations ("
                 " version text primary key, applied_at timestamptz not null default now())"
             )
-        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        for version, sql in migrations:
             async with conn.transaction():
                 await conn.execute("select pg_advisory_xact_lock(hashtext('chatbot-migrations'))")
                 cur = await conn.execute(
-                    "select 1 from schema_migrations where version = %s", (path.stem,)
+                    "select 1 from schema_migrations where version = %s", (version,)
                 )
                 if await cur.fetchone():
                     continue
-                await conn.execute(path.read_text(encoding="utf-8").encode())
+                await conn.execute(sql.encode())
                 await conn.execute(
-                    "insert into schema_migrations (version) values (%s)", (path.stem,)
+                    "insert into schema_migrations (version) values (%s)", (version,)
                 )
-                applied.append(path.stem)
-                log.info("applied migration %s", path.stem)
+                applied.append(version)
+                log.info("applied migration %s", version)
     return applied

@@ -296,6 +296,31 @@ async def test_a_host_that_sends_only_messages_gets_a_clean_turn(providers: Prov
     ]
 
 
+async def test_state_edited_as_json_runs_on_with_its_types(providers: Providers) -> None:
+    """What LangGraph Studio sends when a developer edits a checkpoint or fills `turn`: JSON."""
+    graph = build_graph(InMemorySaver(), providers=providers)
+    config: Any = {"configurable": {"thread_id": "t-json"}}
+    forced = {"route": "carole", "confidence": 1.0, "reason": "studio", "router": "studio"}
+    studio_input: Any = {
+        "messages": [HumanMessage("Comment configurer DKIM ?")],
+        "turn": {"route": forced},
+    }
+    await graph.ainvoke(studio_input, config)
+    first = (await graph.aget_state(config)).values
+    history = [snapshot async for snapshot in graph.aget_state_history(config)]
+    before_persona = next(snapshot for snapshot in history if snapshot.next == ("carole",))
+    edited = await graph.aupdate_state(
+        before_persona.config, {"route": {**forced, "route": "audrey"}}, as_node="rerank"
+    )
+    await graph.ainvoke(None, edited)
+    forked = (await graph.aget_state(config)).values
+
+    assert first["route"] == RouteDecision(**forced)
+    assert first["messages"][-1].name == "carole"
+    assert [m.name for m in forked["messages"] if isinstance(m, AIMessage)] == ["audrey"]
+    assert ChatState(**forked).route == RouteDecision(**{**forced, "route": "audrey"})
+
+
 async def test_every_per_turn_field_is_reset_by_the_next_turn(providers: Providers) -> None:
     """Read from the state's definition: a field added later is covered without editing this."""
     graph = build_graph(InMemorySaver(), providers=providers)
