@@ -53,16 +53,23 @@ async def open_database(settings: Settings) -> AsyncIterator[tuple[str, Pool]]:
         await pool.close()
 
 
-async def ingest_if_empty(settings: Settings, pool: Pool, providers: Providers) -> None:
-    """Ingest the sample knowledge base into an empty index, once across every process."""
-    if await documents.count_by_agent(pool):
-        return
+async def sync_knowledge_base(settings: Settings, pool: Pool, providers: Providers) -> None:
+    """Bring the index in line with KNOWLEDGE_DIR, one process at a time.
+
+    Ingestion is idempotent (unchanged files are skipped by their hash), so this runs at every
+    start: the first one ingests everything, a start after an interrupted first ingestion
+    finishes it, and an edited or deleted document is picked up.
+    """
     async with documents.exclusive_ingestion(pool):
-        if await documents.count_by_agent(pool):
-            return  # another process ingested while this one waited
-        log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)
-        reports = await ingest_knowledge_base(pool, providers.embeddings, settings.knowledge_dir)
-        log.info("knowledge base: %s", flatten(reports.values()).summary())
+        empty = not await documents.count_by_agent(pool)
+        if empty:
+            log.info("empty knowledge base: ingesting %s", settings.knowledge_dir)
+        reports = await ingest_knowledge_base(
+            pool, providers.embeddings, settings.knowledge_dir, progress=empty
+        )
+        total = flatten(reports.values())
+        if total.added or total.updated or total.removed:
+            log.info("knowledge base: %s", total.summary())
 
 
 @asynccontextmanager
@@ -75,7 +82,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             pool, providers.embeddings.name, providers.embeddings.dimensions
         )
         if settings.ingest_on_start and settings.embedded_database:
-            await ingest_if_empty(settings, pool, providers)
+            await sync_knowledge_base(settings, pool, providers)
         checkpointer = await make_checkpointer(pool)
         graph = build_graph(checkpointer=checkpointer, providers=providers)
         context = Context(
