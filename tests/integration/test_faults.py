@@ -440,6 +440,7 @@ async def test_checkpoint_storage_per_turn_stays_flat(fault_services: Services) 
                 )
             )
             assert [e async for e in events][-1].kind == "end"
+            await runner.wait_idle()  # the turn prunes after its last event
             if n in (10, 30):
                 per_turn[n] = await checkpoints.thread_bytes(fault_services.pool, conversation) / n
     finally:
