@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
 from core.domain import Usage
 from core.settings import Settings
 
 
-def make_chat_model(
-    name: str, settings: Settings, *, timeout: float | None = None
-) -> BaseChatModel:
+def make_chat_model(name: str, settings: Settings, *, timeout: float | None = None) -> ChatOpenAI:
     """A chat model for `provider/model`; `openrouter/<model>` is any OpenAI-compatible server.
 
     OpenRouter model ids contain a slash themselves (`openai/gpt-4o-mini`), so only the first

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
 
 from core.domain import Passage, Route, Usage
 from core.settings import Settings
@@ -180,13 +181,20 @@ class LLMGenerator:
     OpenAI-style stream opens with an empty role delta, which does not count). Once text has
     reached the user, a failure propagates: the turn ends with an `error` event and the partial
     answer is saved as interrupted.
+
+    The request is built by langchain-openai's `ChatOpenAI` (its message conversion, model and
+    sampling settings) and sent through the OpenAI SDK client that `ChatOpenAI` configured (base
+    URL, key, timeout, retries, headers), but the stream is read as raw SSE lines: going through
+    `ChatOpenAI.astream` costs about ten times more CPU per token (a pydantic chunk from the SDK,
+    then a message chunk and callbacks from LangChain), which one worker cannot afford at a few
+    thousand tokens a second (`bench/load.py`).
     """
 
     uses_llm = True
 
     def __init__(
         self,
-        models: Sequence[tuple[str, BaseChatModel]],
+        models: Sequence[tuple[str, ChatOpenAI]],
         prices: dict[str, dict[str, float]],
         first_token_timeout: float,
     ):
@@ -219,29 +227,23 @@ class LLMGenerator:
             served = name
             usage = Usage()
             try:
-                stream = model.astream(messages, config={"run_name": f"generate:{name}"})
-                iterator = aiter(stream)
-                while True:
-                    try:
-                        if started:
-                            chunk = await anext(iterator)
-                        else:
-                            async with asyncio.timeout(self._first_token_timeout):
-                                chunk = await anext(iterator)
-                    except StopAsyncIteration:
-                        break
-                    served = str(chunk.response_metadata.get("model_name") or served)
-                    if chunk.usage_metadata:
-                        usage = Usage(
-                            input_tokens=chunk.usage_metadata["input_tokens"],
-                            output_tokens=chunk.usage_metadata["output_tokens"],
-                        )
-                    text = chunk.text
-                    if text:
-                        if not started:
-                            started = True
-                            yield AnswerChunk(serving_model=_qualify(name, served))
-                        yield AnswerChunk(text=text)
+                async with _Deltas(model, messages) as deltas:
+                    while True:
+                        try:
+                            if started:
+                                delta = await anext(deltas)
+                            else:
+                                async with asyncio.timeout(self._first_token_timeout):
+                                    delta = await anext(deltas)
+                        except StopAsyncIteration:
+                            break
+                        served = delta.model or served
+                        usage = delta.usage or usage
+                        if delta.text:
+                            if not started:
+                                started = True
+                                yield AnswerChunk(serving_model=_qualify(name, served))
+                            yield AnswerChunk(text=delta.text)
             except Exception as exc:
                 if started:
                     raise
@@ -258,6 +260,64 @@ class LLMGenerator:
             )
             return
         raise AllModelsFailed("; ".join(failures))
+
+
+@dataclass(frozen=True)
+class _Delta:
+    text: str = ""
+    model: str | None = None
+    usage: Usage | None = None
+
+
+class _Deltas:
+    """One streamed chat completion as text deltas, read from the SSE lines of the response."""
+
+    def __init__(self, model: ChatOpenAI, messages: list[BaseMessage]):
+        # ChatOpenAI's own request building (private, but the one place that knows its settings).
+        payload = model._get_request_payload(messages, stream=True)
+        payload["stream_options"] = {"include_usage": True}
+        self._request = model.root_async_client.chat.completions.with_streaming_response.create(
+            **payload
+        )
+        self._response: Any = None
+        self._lines: AsyncIterator[str] | None = None
+
+    async def __aenter__(self) -> _Deltas:
+        self._response = await self._request.__aenter__()
+        self._lines = aiter(self._response.iter_lines())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._request.__aexit__(*exc)
+
+    def __aiter__(self) -> _Deltas:
+        return self
+
+    async def __anext__(self) -> _Delta:
+        assert self._lines is not None
+        async for line in self._lines:
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise RuntimeError(f"stream error: {str(chunk['error'])[:200]}")
+            choices = chunk.get("choices") or []
+            text = (choices[0].get("delta") or {}).get("content") or "" if choices else ""
+            found = chunk.get("usage")
+            return _Delta(
+                text=text,
+                model=chunk.get("model"),
+                usage=Usage(
+                    input_tokens=int(found.get("prompt_tokens") or 0),
+                    output_tokens=int(found.get("completion_tokens") or 0),
+                )
+                if found
+                else None,
+            )
+        raise StopAsyncIteration
 
 
 def _qualify(configured: str, served: str) -> str:

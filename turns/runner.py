@@ -65,6 +65,9 @@ TURN_LOST = (
 Multitask = Literal["enqueue", "reject"]
 # How long a waiting turn sleeps between checks at most (another worker's turn may end).
 MAX_POLL_SECONDS = 0.5
+# Checkpoints are pruned after one turn in this many (by arrival number): the bound stays
+# CHECKPOINT_KEEP_TURNS plus a few, at a fraction of the queries.
+PRUNE_EVERY = 4
 
 
 class TurnLost(Exception):
@@ -265,10 +268,11 @@ class TurnRunner:
         emit(final)
         queue.put_nowait(None)
         self._live.pop(turn.reply_id, None)
-        try:
-            await checkpoints.prune(self._pool, request.conversation_id, self._keep_turns)
-        except Exception:
-            log.warning("could not prune the checkpoints of %s", request.conversation_id)
+        if turn.seq % PRUNE_EVERY == 0:
+            try:
+                await checkpoints.prune(self._pool, request.conversation_id, self._keep_turns)
+            except Exception:
+                log.warning("could not prune the checkpoints of %s", request.conversation_id)
 
     async def _wait_for_turn(self, turn: _Turn, lost: asyncio.Event) -> None:
         """Wait until this message is the conversation's next turn, holding no connection."""
@@ -310,15 +314,17 @@ class TurnRunner:
                 return
 
     async def _flush_drafts(self, turn: _Turn) -> None:
-        """Write the draft when it is behind, at most every `draft_seconds` (off the token path)."""
+        """Write the draft when it is behind, every `draft_seconds` (off the token path). The
+        first write waits a period too: most turns end before it, and the draft only matters
+        for a turn still running (a resume elsewhere) or a crash."""
         while True:
+            await asyncio.sleep(self._draft_seconds)
             await turn.unsaved.wait()
             turn.unsaved.clear()
             try:
                 await drafts.save(self._pool, turn.draft())
             except Exception:
                 log.warning("could not save the draft of %s", turn.reply_id, exc_info=True)
-            await asyncio.sleep(self._draft_seconds)
 
     def _traced_run(self, turn: _Turn) -> TracedRun:
         request = turn.request

@@ -111,7 +111,10 @@ async def test_llm_router_decides_and_generator_streams_in_order(
         ROUTER, decision={"route": "carole", "confidence": 0.93, "reason": "SECRET-ROUTER-REASON"}
     )
     fake.script(
-        PRIMARY, text="Voici un reel en trois temps : accroche, valeur, appel à l'action [1]."
+        PRIMARY,
+        text="Voici un reel en trois temps : accroche, valeur, appel à l'action [1].",
+        # Paced like a model, so tokens are not merged for a reader that keeps up.
+        config={"token_delay_ms": 5},
     )
     events = await turn(prod, "Aide-moi à créer un reel viral sur Instagram", "prod-stream")
     route = by_kind(events, "route")[0]
@@ -251,6 +254,7 @@ async def test_embeddings_use_the_real_client_without_tiktoken(
 async def test_seed_calls_over_http_in_production_mode(
     prod_settings: Settings, prod: Services, fake: FakeProvider
 ) -> None:
+    fake.script(config={"token_delay_ms": 5})  # paced like a model: one event per token
     async with (
         serve_in_background(prod_settings, _free_port()) as url,
         httpx.AsyncClient(base_url=url, timeout=60) as http,
