@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     # Storage: unset DATABASE_URL means the embedded Postgres under DATA_DIR.
     database_url: str | None = None
     data_dir: Path = Path(".data")
-    db_pool_max_size: int = Field(default=10, ge=1)
+    # Connections per worker; a turn holds one only for a query, never while it waits.
+    db_pool_max_size: int = Field(default=20, ge=1)
     # How long a request waits for a database connection (and a new connection for its
     # handshake) before answering 503: an outage is reported in seconds, never a hang.
     db_timeout_seconds: float = Field(default=3.0, gt=0, le=60)

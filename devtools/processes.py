@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,25 +46,26 @@ class ServerProcess:
         cwd: Path = ROOT,
         log: Path | None = None,
     ):
-        """`log`: a file for everything the child prints (else only stderr is kept, for errors)."""
+        """`log`: a file for everything the child prints (a temporary one by default). Never a
+        pipe: a child that logs more than a pipe holds would block on its next write."""
         self.url = f"http://127.0.0.1:{env['PORT']}"
         self._health = health_path
+        if log is None:
+            handle, name = tempfile.mkstemp(prefix="chatbot-server-", suffix=".log")
+            os.close(handle)
+            log = Path(name)
         self.log = log
-        output = log.open("wb") if log is not None else None
-        try:
+        with log.open("wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, *command],
                 cwd=cwd,
                 env=dict(env),
-                stdout=output or subprocess.DEVNULL,
-                stderr=subprocess.STDOUT if output else subprocess.PIPE,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
-        finally:
-            if output is not None:
-                output.close()
 
     async def ready(self, within: float = 180) -> None:
-        """Wait until the health route answers 200 (raises with the child's stderr if it died)."""
+        """Wait until the health route answers 200 (raises with the child's output if it died)."""
         deadline = time.monotonic() + within
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
@@ -80,12 +82,8 @@ class ServerProcess:
         raise TimeoutError(f"{self.url} was not ready within {within} s")
 
     def output(self) -> str:
-        """What the child printed: its log file, or its stderr once it has exited."""
-        if self.log is not None:
-            return self.log.read_text(encoding="utf-8", errors="replace")
-        if self.process.stderr is not None and self.process.poll() is not None:
-            return self.process.stderr.read().decode(errors="replace")
-        return ""
+        """What the child has printed so far."""
+        return self.log.read_text(encoding="utf-8", errors="replace")
 
     def kill(self) -> None:
         """`kill -9`: no shutdown, no cleanup, as a crash."""
@@ -101,5 +99,3 @@ class ServerProcess:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.process.stderr is not None:
-            self.process.stderr.close()

@@ -32,7 +32,7 @@ def _plain(value: Any) -> Any:
 async def monitoring(pool: Pool) -> dict[str, list[dict[str, Any]]]:
     """The three monitoring queries (last 24 hours), run as written in the guide."""
     result: dict[str, list[dict[str, Any]]] = {}
-    async with pool.connection() as conn:
+    async with pool.admit() as conn:
         for key, name in MONITORING_QUERIES:
             cur = await conn.execute(read_query(name).encode())
             result[key] = [{k: _plain(v) for k, v in row.items()} for row in await cur.fetchall()]

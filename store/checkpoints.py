@@ -11,42 +11,36 @@ from __future__ import annotations
 
 from store.postgres import Pool
 
+# The first checkpoint of the oldest turn to keep (turns are told apart by the run's message_id).
+_CUTOFF = (
+    "(select min(checkpoint_id) as first from checkpoints "
+    " where thread_id = %(t)s and checkpoint_ns = '' and metadata ? 'message_id' "
+    " group by metadata->>'message_id' order by first desc offset %(skip)s limit 1)"
+)
 
-async def prune(pool: Pool, thread_id: str, keep_turns: int) -> int:
-    """Delete the checkpoints of `thread_id` older than its last `keep_turns` turns; returns
-    how many checkpoints were deleted. Turns are told apart by the run's `message_id`."""
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "select min(checkpoint_id) as first from checkpoints "
-            "where thread_id = %s and checkpoint_ns = '' and metadata ? 'message_id' "
-            "group by metadata->>'message_id' order by first desc offset %s limit 1",
-            (thread_id, keep_turns - 1),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return 0
-        cutoff = row["first"]
-        cur = await conn.execute(
-            "delete from checkpoints where thread_id = %s and checkpoint_ns = '' "
-            "and checkpoint_id < %s",
-            (thread_id, cutoff),
-        )
-        deleted = cur.rowcount
-        if not deleted:
-            return 0
+
+async def prune(pool: Pool, thread_id: str, keep_turns: int) -> None:
+    """Delete the checkpoints of `thread_id` older than its last `keep_turns` turns, their
+    writes, and the blobs no kept checkpoint refers to: one transaction, one round trip."""
+    params = {"t": thread_id, "skip": keep_turns - 1}
+    async with pool.connection() as conn, conn.pipeline(), conn.transaction():
         await conn.execute(
-            "delete from checkpoint_writes where thread_id = %s and checkpoint_ns = '' "
-            "and checkpoint_id < %s",
-            (thread_id, cutoff),
+            "delete from checkpoints where thread_id = %(t)s and checkpoint_ns = '' "
+            f"and checkpoint_id < {_CUTOFF}".encode(),
+            params,
         )
         await conn.execute(
-            "delete from checkpoint_blobs b where b.thread_id = %s and b.checkpoint_ns = '' "
+            "delete from checkpoint_writes where thread_id = %(t)s and checkpoint_ns = '' "
+            f"and checkpoint_id < {_CUTOFF}".encode(),
+            params,
+        )
+        await conn.execute(
+            "delete from checkpoint_blobs b where b.thread_id = %(t)s and b.checkpoint_ns = '' "
             "and not exists (select 1 from checkpoints c where c.thread_id = b.thread_id "
             "and c.checkpoint_ns = b.checkpoint_ns "
             "and c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
-            (thread_id,),
+            params,
         )
-    return deleted
 
 
 async def thread_bytes(pool: Pool, thread_id: str) -> int:

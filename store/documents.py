@@ -247,7 +247,7 @@ async def exclusive_ingestion(pool: Pool) -> AsyncIterator[None]:
 
 async def count_by_agent(pool: Pool) -> dict[str, int]:
     """Chunks per owner, as the seed's step-1 check shows them."""
-    async with pool.connection() as conn:
+    async with pool.admit() as conn:
         cur = await conn.execute(
             "select agent_owner, count(*) as n from documents group by agent_owner"
         )

@@ -40,6 +40,14 @@ class StoredMessage(BaseModel):
     metadata: dict[str, Any] = {}
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A stored user message: its arrival number, and whether its turn may start at once."""
+
+    seq: int
+    started: bool
+
+
 async def save_user_message(
     pool: Pool,
     *,
@@ -52,60 +60,55 @@ async def save_user_message(
     worker: str,
     lease_seconds: float,
     reject_if_busy: bool = False,
-) -> int:
-    """Commit the user's message (and its conversation) before any work starts on it; returns
-    its arrival number in the conversation's queue.
+) -> Admitted:
+    """Commit the user's message (and its conversation) before any work starts on it.
 
-    The conversation row stays locked until the insert commits, so two messages of one
-    conversation get their `seq` in commit order. With `reject_if_busy`, a message that finds
-    another one waiting or being answered is stored as `rejected` and `ConversationBusy` raised.
+    One transaction, sent as one pipeline. The conversation row stays locked until it commits,
+    so two messages of one conversation get their `seq` in commit order, and the insert (a new
+    statement, so it sees what committed before the lock was granted) knows whether another
+    message is waiting or running: if none, this one starts `running` at once (no second round
+    trip); if so, it waits as `received`, or, with `reject_if_busy`, is stored `rejected` and
+    `ConversationBusy` raised. Another user's conversation raises
+    `ConversationOwnedByAnotherUser` and stores nothing.
     """
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "insert into conversations (id, user_id) values (%s, %s) "
-            "on conflict (id) do update set updated_at = now() "
-            "returning user_id",
-            (conversation_id, user_id),
-        )
-        row = await cur.fetchone()
-        owner = row["user_id"] if row else None
-        if owner is not None and owner != user_id:
-            raise ConversationOwnedByAnotherUser(conversation_id)
-        if owner is None:
-            await conn.execute(
-                "update conversations set user_id = %s where id = %s", (user_id, conversation_id)
+    async with pool.admit() as conn:
+        async with conn.pipeline(), conn.transaction():
+            owner_cursor = await conn.execute(
+                "insert into conversations (id, user_id) values (%s, %s) "
+                "on conflict (id) do update set updated_at = now(), "
+                "user_id = coalesce(conversations.user_id, excluded.user_id) "
+                "returning user_id",
+                (conversation_id, user_id),
             )
-        busy = False
-        if reject_if_busy:
-            cur = await conn.execute(
-                "select exists (select 1 from messages where conversation_id = %s "
-                "and role = 'user' and status in ('received', 'running') "
-                "and lease_expires_at > now()) as busy",
-                (conversation_id,),
+            insert_cursor = await conn.execute(
+                "insert into messages (id, conversation_id, user_id, role, content, status, "
+                "metadata, worker, lease_expires_at, reply_id) "
+                "select %(id)s, %(c)s, %(u)s, 'user', %(content)s, "
+                "case when exists (select 1 from messages m where m.conversation_id = %(c)s "
+                "  and m.role = 'user' and m.status in ('received', 'running') "
+                "  and m.lease_expires_at > now()) then %(busy)s else 'running' end, "
+                "%(meta)s, %(worker)s, now() + make_interval(secs => %(lease)s), %(reply)s "
+                "where (select user_id from conversations where id = %(c)s) = %(u)s "
+                "returning seq, status",
+                {
+                    "id": message_id,
+                    "c": conversation_id,
+                    "u": user_id,
+                    "content": content,
+                    "busy": "rejected" if reject_if_busy else "received",
+                    "meta": Jsonb(metadata),
+                    "worker": worker,
+                    "lease": lease_seconds,
+                    "reply": reply_id,
+                },
             )
-            flag = await cur.fetchone()
-            busy = bool(flag and flag["busy"])
-        cur = await conn.execute(
-            "insert into messages (id, conversation_id, user_id, role, content, status, metadata, "
-            "worker, lease_expires_at, reply_id) values (%s, %s, %s, 'user', %s, %s, %s, %s, "
-            "now() + make_interval(secs => %s), %s) returning seq",
-            (
-                message_id,
-                conversation_id,
-                user_id,
-                content,
-                "rejected" if busy else "received",
-                Jsonb(metadata),
-                worker,
-                lease_seconds,
-                reply_id,
-            ),
-        )
-        inserted = await cur.fetchone()
-    if busy:
+        owner = await owner_cursor.fetchone()
+        inserted = await insert_cursor.fetchone()
+    if owner is None or owner["user_id"] != user_id or inserted is None:
+        raise ConversationOwnedByAnotherUser(conversation_id)
+    if inserted["status"] == "rejected":
         raise ConversationBusy(conversation_id)
-    assert inserted is not None
-    return int(inserted["seq"])
+    return Admitted(seq=int(inserted["seq"]), started=inserted["status"] == "running")
 
 
 async def set_message_agent(pool: Pool, message_id: UUID, agent: str) -> None:
@@ -138,7 +141,7 @@ async def finish_turn(
 ) -> None:
     """End a turn in one transaction: its answer (at most one, whoever saves it first), the
     user row's final status, and the draft gone. Never on the token path."""
-    async with pool.connection() as conn, conn.transaction():
+    async with pool.connection() as conn, conn.pipeline(), conn.transaction():
         if answer is not None:
             await conn.execute(
                 "insert into messages (id, conversation_id, user_id, role, content, agent, "
@@ -172,7 +175,7 @@ async def finish_turn(
 
 async def conversation_owner(pool: Pool, conversation_id: str) -> str | None:
     """The user_id a conversation belongs to, or None when it does not exist."""
-    async with pool.connection() as conn:
+    async with pool.admit() as conn:
         cur = await conn.execute(
             "select user_id from conversations where id = %s", (conversation_id,)
         )
@@ -203,7 +206,7 @@ async def list_messages(
         f"  select turn_seq, turn_rank, id from ({ORDERED}) cursor where cursor.id = %s::uuid)"
         " order by turn_seq desc, turn_rank desc, id desc limit %s"
     )
-    async with pool.connection() as conn:
+    async with pool.admit() as conn:
         cur = await conn.execute(
             query.encode(), (conversation_id, before, conversation_id, before, limit)
         )
@@ -226,7 +229,7 @@ class TurnRecord:
 
 async def find_turn(pool: Pool, reply_id: UUID) -> TurnRecord | None:
     """The turn whose answer has id `reply_id`, with its conversation's owner."""
-    async with pool.connection() as conn:
+    async with pool.admit() as conn:
         cur = await conn.execute(
             "select m.id, m.reply_id, m.conversation_id, c.user_id as owner, m.status, m.agent, "
             "coalesce(m.lease_expires_at < now(), false) as expired "
@@ -250,7 +253,7 @@ async def find_turn(pool: Pool, reply_id: UUID) -> TurnRecord | None:
 
 async def get_message(pool: Pool, message_id: UUID) -> StoredMessage | None:
     """One message by id."""
-    async with pool.connection() as conn:
+    async with pool.admit() as conn:
         cur = await conn.execute(
             "select id, conversation_id, role, content, agent, status, created_at, latency_ms, "
             "model, metadata from messages where id = %s",

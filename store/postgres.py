@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import select
 import warnings
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import psycopg
@@ -16,7 +18,22 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 Connection = psycopg.AsyncConnection[DictRow]
-Pool = AsyncConnectionPool[Connection]
+
+
+class Pool(AsyncConnectionPool[Connection]):
+    """The process's pool, with two patiences.
+
+    A request that is not accepted yet (store the message, rate limit, read a history, health)
+    waits `admission_seconds` at most for a connection: while the database is down it gets a
+    503 in seconds. Work for a turn already accepted waits longer (the pool's `timeout`): under
+    a burst of turns the pool is busy, not broken, and failing accepted work would lose it.
+    """
+
+    admission_seconds: float = 3.0
+
+    def admit(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for a request not yet accepted (bounded by `admission_seconds`)."""
+        return self.connection(timeout=self.admission_seconds)
 
 
 def start_embedded(data_dir: Path) -> str:
@@ -88,28 +105,41 @@ def connection_kwargs(connect_timeout: float = 3.0) -> dict[str, object]:
     }
 
 
+async def _check(conn: Connection) -> None:
+    """Hand out only live connections, without a round trip for each: an idle connection
+    whose socket has become readable has heard from the server (a database restart closes
+    it), so only then is it tested for real; a broken one is replaced by the pool."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 async def _configure(conn: Connection) -> None:
     await register_vector_async(conn)
 
 
-async def open_pool(url: str, max_size: int = 10, wait_seconds: float = 3.0) -> Pool:
+async def open_pool(
+    url: str, max_size: int = 20, admission_seconds: float = 3.0, work_seconds: float = 30.0
+) -> Pool:
     """Open the process's connection pool (after migrations, which create the vector type).
 
-    `wait_seconds` bounds the wait for a connection, so requests fail fast (503) while the database
-    is down; each connection is checked when it is handed out, so the ones a database restart
-    broke are replaced instead of failing a request, and service resumes by itself.
+    A connection a database restart broke is replaced when it is handed out (`_check`), so
+    service resumes by itself; see `Pool` for the two waits.
     """
-    pool: Pool = AsyncConnectionPool(
+    pool = Pool(
         url,
-        min_size=1,
+        min_size=min(4, max_size),
         max_size=max_size,
-        kwargs=connection_kwargs(wait_seconds),
+        kwargs=connection_kwargs(admission_seconds),
         configure=_configure,
-        check=AsyncConnectionPool.check_connection,
-        timeout=wait_seconds,
+        check=_check,
+        timeout=work_seconds,
         reconnect_timeout=24 * 3600,
         open=False,
         name="chatbot",
     )
+    pool.admission_seconds = admission_seconds
     await pool.open(wait=True, timeout=30)
     return pool

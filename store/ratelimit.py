@@ -10,7 +10,7 @@ from store.postgres import Pool
 async def hit(pool: Pool, keys: Sequence[str], limit: int, window_seconds: float) -> float | None:
     """Count a request against every key (or none if one is full): None when allowed, else the
     seconds until it would be (the `rate_limit_hit` function in migration 004)."""
-    async with pool.connection() as conn:
+    async with pool.admit() as conn:
         cur = await conn.execute(
             "select rate_limit_hit(%s::text[], %s, %s) as wait",
             (sorted(set(keys)), limit, window_seconds),

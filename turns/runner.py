@@ -65,9 +65,6 @@ TURN_LOST = (
 Multitask = Literal["enqueue", "reject"]
 # How long a waiting turn sleeps between checks at most (another worker's turn may end).
 MAX_POLL_SECONDS = 0.5
-# Checkpoints are pruned after one turn in this many (by arrival number): the bound stays
-# CHECKPOINT_KEEP_TURNS plus a few, at a fraction of the queries.
-PRUNE_EVERY = 4
 
 
 class TurnLost(Exception):
@@ -94,6 +91,8 @@ class _Turn:
     user_message_id: UUID
     reply_id: UUID
     seq: int = 0
+    # False when the message was stored already `running` (nobody ahead of it).
+    waiting: bool = True
     started: float = field(default_factory=time.perf_counter)
     route: RouteDecision | None = None
     passages: list[Passage] = field(default_factory=list)
@@ -169,7 +168,7 @@ class TurnRunner:
         metadata: dict[str, Any] = {"api_version": request.api_version}
         if request.client_timestamp is not None:
             metadata["client_timestamp"] = request.client_timestamp.isoformat()
-        turn.seq = await messages.save_user_message(
+        admitted = await messages.save_user_message(
             self._pool,
             message_id=turn.user_message_id,
             reply_id=turn.reply_id,
@@ -181,6 +180,7 @@ class TurnRunner:
             lease_seconds=self._lease_seconds,
             reject_if_busy=self._multitask == "reject",
         )
+        turn.seq, turn.waiting = admitted.seq, not admitted.started
         queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._live[turn.reply_id] = turn.live
         task = asyncio.create_task(self._produce(turn, queue))
@@ -268,14 +268,15 @@ class TurnRunner:
         emit(final)
         queue.put_nowait(None)
         self._live.pop(turn.reply_id, None)
-        if turn.seq % PRUNE_EVERY == 0:
-            try:
-                await checkpoints.prune(self._pool, request.conversation_id, self._keep_turns)
-            except Exception:
-                log.warning("could not prune the checkpoints of %s", request.conversation_id)
+        try:
+            await checkpoints.prune(self._pool, request.conversation_id, self._keep_turns)
+        except Exception:
+            log.warning("could not prune the checkpoints of %s", request.conversation_id)
 
     async def _wait_for_turn(self, turn: _Turn, lost: asyncio.Event) -> None:
         """Wait until this message is the conversation's next turn, holding no connection."""
+        if not turn.waiting:
+            return
         delay = 0.02
         while True:
             outcome = await turn_queue.try_start(

@@ -31,7 +31,7 @@ from store.migrations import apply_migrations
 from store.postgres import start_embedded, stop_embedded
 from tests.integration.conftest import _free_port, fresh_database, postgres_dir
 from tests.integration.sse import Event, read_events
-from turns.runner import PRUNE_EVERY, TurnRequest
+from turns.runner import TurnRequest
 
 LLM = "faults/llm"
 # Long enough to be cut in the middle: ~60 words.
@@ -454,8 +454,7 @@ async def test_checkpoint_storage_per_turn_stays_flat(fault_services: Services) 
             {"configurable": {"thread_id": conversation}}
         )
     }
-    # The last 3 turns, plus up to PRUNE_EVERY - 1 since the last pruning.
-    assert 3 <= len(kept - {None}) <= 3 + PRUNE_EVERY - 1
+    assert len(kept - {None}) == 3
 
 
 async def test_the_audit_finds_every_kind_of_broken_promise(
