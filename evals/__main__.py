@@ -33,6 +33,13 @@ from providers.router import (
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 TEST_SETS = [DATASETS / "routing_test.jsonl", DATASETS / "multiturn_test.jsonl"]
+# Written after the first split, by other processes (customer personas; a week of incoming
+# messages; follow-ups inside real conversations), never used for fitting.
+INDEPENDENT_SETS = [
+    DATASETS / "routing_personas_test.jsonl",
+    DATASETS / "routing_inbox_test.jsonl",
+    DATASETS / "multiturn_followups_test.jsonl",
+]
 FIT_SETS = [DATASETS / "routing_fit.jsonl", DATASETS / "multiturn_fit.jsonl"]
 
 

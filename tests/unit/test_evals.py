@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from evals import calibrate
-from evals.__main__ import FIT_SETS, TEST_SETS, main
+from evals.__main__ import FIT_SETS, INDEPENDENT_SETS, TEST_SETS, main
 from evals.datasets import DATASETS, load_retrieval, load_routing
 from evals.metrics import routing_report
 from evals.routing import predict
@@ -54,6 +54,9 @@ def test_datasets_are_large_enough_and_valid() -> None:
     assert len(multi) >= 40
     assert all(c.history for c in multi)
     assert {c.expected for c in singles} == {"audrey", "carole", "escalate"}
+    independent = [c for p in INDEPENDENT_SETS for c in load_routing(p)]
+    assert len([c for c in independent if not c.history]) >= 300
+    assert len([c for c in independent if c.history]) >= 80
     retrieval = load_retrieval(DATASETS / "retrieval.jsonl")
     assert len(retrieval) >= 60
     assert {c.agent for c in retrieval} >= {"audrey", "carole"}
@@ -65,7 +68,9 @@ def test_datasets_are_large_enough_and_valid() -> None:
 def test_the_test_split_is_held_out() -> None:
     """No test message is a fit message or one of the router's examples, so the gate measures
     generalisation."""
-    test = {c.message.strip().lower() for p in TEST_SETS for c in load_routing(p)}
+    test = {
+        c.message.strip().lower() for p in [*TEST_SETS, *INDEPENDENT_SETS] for c in load_routing(p)
+    }
     fit = {c.message.strip().lower() for p in FIT_SETS for c in load_routing(p)}
     shipped = RouterExamples.load()
     examples = {m.strip().lower() for route in shipped.examples.values() for m in route}
