@@ -202,23 +202,30 @@ async def test_migrations_keep_every_v1_row_and_the_guides_queries_read_them(
             await messages.save_user_message(
                 pool,
                 message_id=question,
+                reply_id=answer,
                 conversation_id=conversation,
                 user_id=user,
                 content="Comment automatiser mes emails de bienvenue?",
                 metadata={},
+                worker="test",
+                lease_seconds=60,
             )
             await messages.set_message_agent(pool, question, agent)
-            await messages.save_assistant_message(
+            await messages.finish_turn(
                 pool,
-                message_id=answer,
+                user_message_id=question,
                 conversation_id=conversation,
                 user_id=user,
-                content="Voici.",
-                agent=agent,
-                status="complete",
-                latency_ms=1200,
-                model="extractive/v1",
-                metadata={},
+                status="answered",
+                answer=messages.Answer(
+                    message_id=answer,
+                    content="Voici.",
+                    agent=agent,
+                    status="complete",
+                    latency_ms=1200,
+                    model="extractive/v1",
+                    metadata={},
+                ),
             )
         history = await messages.list_messages(pool, "v1-conv-b")
     finally:
