@@ -3,6 +3,7 @@ nearest-neighbour router over labelled examples that v2 shipped before the class
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,12 +135,10 @@ class KnnRouter:
         self._centroids: dict[Route, Vector] = {}
 
     async def warm(self) -> None:
-        labels: list[Route] = []
-        vectors: list[Vector] = []
-        for route in ROUTES:
-            for text in self.examples.examples[route]:
-                labels.append(route)
-                vectors.append(await self._embeddings.query(text))
+        labels: list[Route] = [route for route in ROUTES for _ in self.examples.examples[route]]
+        texts = [text for route in ROUTES for text in self.examples.examples[route]]
+        # All at once, so an engine that batches concurrent queries embeds them together.
+        vectors = await asyncio.gather(*(self._embeddings.query(text) for text in texts))
         matrix = np.stack(vectors)
         self._mean = matrix.mean(axis=0)
         self._matrix = _unit(matrix - self._mean)
