@@ -249,10 +249,14 @@ def decide(
         )
     summary = ", ".join(f"{r} {choice.adjusted[r]:.2f}" for r in ROUTES)
     if choice.escalate_shift or choice.boost:
-        kind = "answer" if query.reply == "answer" else "short" if query.follow_up else "long"
+        if query.reply == "answer":
+            kind = f"follow-up answering {query.previous}'s question"
+        elif query.follow_up:
+            kind = "short follow-up"
+        else:
+            kind = f"in conversation with {query.previous}"
         summary += (
-            f" (in conversation, {kind}: escalate -{choice.escalate_shift:g}, "
-            f"{query.previous} +{choice.boost:g})"
+            f" ({kind}: escalate -{choice.escalate_shift:g}, {query.previous} +{choice.boost:g})"
         )
     if choice.route == "escalate":
         summary = f"escalate >= {policy.escalate_threshold:g}: {summary}"
