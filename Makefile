@@ -56,15 +56,17 @@ fmt: install ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-eval: install ## routing eval (keyword, embedding, LLM on the fake provider) and retrieval eval
-	$(BIN)/python -m evals routing --router keyword --router embedding --router llm --fake-llm
+eval: install ## routing eval (keyword, kNN, classifier, LLM on the fake provider) on every test set; retrieval; tagging
+	$(BIN)/python -m evals routing --router keyword --router knn --router embedding --router llm --fake-llm
 	$(BIN)/python -m evals retrieval
+	$(BIN)/python -m evals tagging
 
-calibrate: install ## fit the embedding router on the fit split, report on the test split
-	$(BIN)/python -m evals calibrate
+calibrate: install ## fit the router's classifier and policy on the fit data (writes prompts/router_classifier.*)
+	$(BIN)/python -m evals fit
 
-bench: install ## time-to-first-token and latency percentiles of the embedded default
+bench: install ## time-to-first-token and latency percentiles of the embedded default; router latency
 	$(BIN)/python -m bench.ttft
+	$(BIN)/python -m bench.router
 
 load: install ## concurrent SSE streams: production mode on the fake provider, then embedded (bench/results/load.json)
 	$(BIN)/python -m bench.load

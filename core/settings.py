@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     def router_provider(self) -> str:
         if self.openrouter_api_key is not None:
             return f"llm/{self.router_model or self.llm_model}"
-        return "embedding/e5-knn"
+        return "embedding/e5-logreg"
 
     @property
     def rerank_provider(self) -> str:

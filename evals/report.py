@@ -1,4 +1,4 @@
-"""Write eval reports: JSON, Markdown and a confusion-matrix PNG."""
+"""Write routing eval reports: JSON, Markdown and a confusion-matrix PNG."""
 
 from __future__ import annotations
 
@@ -9,51 +9,66 @@ from typing import Any
 from evals.metrics import LABELS
 
 
-def markdown(reports: list[dict[str, Any]]) -> str:
+def _cell(result: dict[str, Any]) -> str:
+    return (
+        f"{result['accuracy']:.3f} ({result['escalate_recall']:.2f} / "
+        f"{result['escalate_precision']:.2f})"
+    )
+
+
+def markdown(summaries: list[dict[str, Any]]) -> str:
+    """The router x set table (accuracy, escalate recall / precision), then each router's
+    details set by set."""
+    names = list(summaries[0]["sets"])
     lines = [
-        f"Datasets: {', '.join(reports[0]['datasets'])} — n = {reports[0]['n']}",
+        "Accuracy (escalate recall / escalate precision) per test set; the mean is over sets.",
         "",
-        "| router | accuracy | macro-F1 | escalate recall | p50 ms | p95 ms |",
-        "|---|---|---|---|---|---|",
+        "| router | "
+        + " | ".join(f"{n} (n={summaries[0]['sets'][n]['n']})" for n in names)
+        + " | mean | p50 ms | p95 ms |",
+        "|---" * (len(names) + 4) + "|",
     ]
-    for r in reports:
+    for s in summaries:
+        cells = " | ".join(_cell(s["sets"][n]) for n in names)
         lines.append(
-            f"| {r['router']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | "
-            f"{r['escalate_recall']:.3f} | {r['latency_ms']['p50']:.1f} | "
-            f"{r['latency_ms']['p95']:.1f} |"
+            f"| {s['router']} | {cells} | {_cell(s['mean'])} | "
+            f"{s['latency_ms']['p50']:.1f} | {s['latency_ms']['p95']:.1f} |"
         )
-    for r in reports:
-        lines += ["", f"### {r['router']}", "", "| label | precision | recall | F1 | support |"]
-        lines.append("|---|---|---|---|---|")
-        for label in LABELS:
-            c = r["per_class"][label]
-            lines.append(
-                f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
-                f"{c['support']} |"
-            )
-        lines += ["", "Confusion (rows: expected, columns: predicted)", ""]
-        lines.append("| | " + " | ".join(LABELS) + " |")
-        lines.append("|---" * (len(LABELS) + 1) + "|")
-        for label in LABELS:
-            row = r["confusion"][label]
-            lines.append(f"| {label} | " + " | ".join(str(row[p]) for p in LABELS) + " |")
-        if r.get("errors"):
-            lines += ["", f"First mistakes ({len(r['errors'])} in all):", ""]
-            for error in r["errors"][:12]:
+    for s in summaries:
+        for name, r in s["sets"].items():
+            lines += ["", f"### {s['router']} — {name}", ""]
+            lines += ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+            for label in LABELS:
+                c = r["per_class"][label]
                 lines.append(
-                    f"- `{error['expected']}` → `{error['predicted']}`: {error['message']}"
+                    f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
+                    f"{c['support']} |"
                 )
+            lines += ["", "Confusion (rows: expected, columns: predicted)", ""]
+            lines.append("| | " + " | ".join(LABELS) + " |")
+            lines.append("|---" * (len(LABELS) + 1) + "|")
+            for label in LABELS:
+                row = r["confusion"][label]
+                lines.append(f"| {label} | " + " | ".join(str(row[p]) for p in LABELS) + " |")
+            if r.get("errors"):
+                lines += ["", f"Mistakes ({len(r['errors'])}):", ""]
+                for error in r["errors"]:
+                    lines.append(
+                        f"- `{error['expected']}` → `{error['predicted']}`: {error['message']}"
+                    )
     return "\n".join(lines) + "\n"
 
 
-def confusion_png(reports: list[dict[str, Any]], path: Path) -> None:
+def confusion_png(summaries: list[dict[str, Any]], path: Path) -> None:
+    """One confusion matrix per router, over all the sets together."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(reports), figsize=(4.2 * len(reports), 4), squeeze=False)
-    for ax, r in zip(axes[0], reports, strict=True):
+    fig, axes = plt.subplots(1, len(summaries), figsize=(4.2 * len(summaries), 4), squeeze=False)
+    for ax, s in zip(axes[0], summaries, strict=True):
+        r = s["pooled"]
         matrix = [[r["confusion"][e][p] for p in LABELS] for e in LABELS]
         ax.imshow(matrix, cmap="Purples")
         for i, row in enumerate(matrix):
@@ -63,18 +78,18 @@ def confusion_png(reports: list[dict[str, Any]], path: Path) -> None:
         ax.set_yticks(range(len(LABELS)), LABELS)
         ax.set_xlabel("predicted")
         ax.set_ylabel("expected")
-        ax.set_title(f"{r['router']}\naccuracy {r['accuracy']:.3f}", fontsize=10)
+        ax.set_title(
+            f"{s['router']}\nmean accuracy {s['mean']['accuracy']:.3f} (all sets)", fontsize=10
+        )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def write(reports: list[dict[str, Any]], out: Path) -> None:
-    """report.json (the first router at top level, every router under `routers`), report.md,
-    confusion.png."""
+def write(summaries: list[dict[str, Any]], out: Path) -> None:
+    """report.json (every router, set by set, with its mistakes), report.md, confusion.png."""
     out.mkdir(parents=True, exist_ok=True)
-    primary = dict(reports[0])
-    primary["routers"] = reports
-    (out / "report.json").write_text(json.dumps(primary, indent=2, ensure_ascii=False))
-    (out / "report.md").write_text(markdown(reports), encoding="utf-8")
-    confusion_png(reports, out / "confusion.png")
+    payload = {"datasets": list(summaries[0]["sets"]), "routers": summaries}
+    (out / "report.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+    (out / "report.md").write_text(markdown(summaries), encoding="utf-8")
+    confusion_png(summaries, out / "confusion.png")

@@ -1,14 +1,14 @@
-"""Run routers over routing datasets."""
+"""Run routers over routing datasets and summarise each router set by set."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from evals.datasets import RoutingCase
-from evals.metrics import routing_report
+from evals.metrics import percentile, routing_report
 from providers.router import Router
 
 
@@ -38,7 +38,7 @@ async def predict(router: Router, cases: Sequence[RoutingCase]) -> list[Predicti
 
 
 def report(router: str, predictions: Sequence[Prediction], datasets: list[str]) -> dict[str, Any]:
-    """report.json's content for one router, with its mistakes listed."""
+    """One router on one dataset: metrics and the mistakes."""
     result = routing_report(
         router,
         [p.case.expected for p in predictions],
@@ -59,3 +59,29 @@ def report(router: str, predictions: Sequence[Prediction], datasets: list[str]) 
         if p.predicted != p.case.expected
     ]
     return result
+
+
+def summary(router: str, by_set: Mapping[str, Sequence[Prediction]]) -> dict[str, Any]:
+    """One router on several datasets: each set's report, the mean over sets, the latency of
+    every decision."""
+    sets = {name: report(router, predictions, [name]) for name, predictions in by_set.items()}
+    pooled = [p for predictions in by_set.values() for p in predictions]
+    latencies = [p.latency_ms for p in pooled]
+    return {
+        "router": router,
+        "sets": sets,
+        "mean": {
+            key: round(sum(s[key] for s in sets.values()) / len(sets), 4)
+            for key in ("accuracy", "escalate_recall", "escalate_precision", "macro_f1")
+        },
+        "pooled": routing_report(
+            router,
+            [p.case.expected for p in pooled],
+            [p.predicted for p in pooled],
+            latencies,
+        ),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50), 2),
+            "p95": round(percentile(latencies, 95), 2),
+        },
+    }

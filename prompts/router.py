@@ -1,5 +1,5 @@
-"""The LLM router's instructions (production mode). The embedding router reads
-`router_examples.json` instead."""
+"""The LLM router's instructions (production mode). The classifier router reads its weights
+(`router_classifier.npz` and `.json`) instead, fitted on `router_examples.json` and the fit data."""
 
 from __future__ import annotations
 

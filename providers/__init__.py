@@ -42,10 +42,10 @@ class Providers:
 
 
 async def make_providers(settings: Settings, pool: Pool) -> Providers:
-    """Build every provider once; the router's examples are embedded here, not per request.
+    """Build every provider once; the router's weights are loaded here, not per request.
 
     Each role follows its own settings: any subset of production keys works, the rest stay on
-    the embedded default. The embedding router always runs on the bundled e5 model, so it can
+    the embedded default. The classifier router always runs on the bundled e5 model, so it can
     stand in for an LLM router whose service is down.
     """
     # Loading the model, reading the router's examples and building HTTP clients (certificate

@@ -1,28 +1,26 @@
-"""Routers: decide which persona answers. The embedding router is the offline default and the
-fallback of any LLM router."""
+"""Routers: decide which persona answers. The classifier router (e5 embedding + character
+n-grams) is the offline default and the fallback of any LLM router."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
+import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from core.domain import ROUTES, Route, RouteDecision, RouteQuery
-from core.settings import ROOT, Settings
+from core.domain import ROUTES, Reply, Route, RouteDecision, RouteQuery
+from core.settings import Settings
 from core.text import fold
 from prompts.router import ROUTER_CONTEXT, ROUTER_SYSTEM
 from providers.chat import make_chat_model
-from providers.embeddings import EmbeddingCache, Vector
-
-EXAMPLES_PATH = ROOT / "prompts" / "router_examples.json"
+from providers.embeddings import EmbeddingCache
+from providers.route_classifier import RouteClassifier, RoutePolicy, softmax
 
 
 class Router(Protocol):
@@ -36,51 +34,91 @@ class Router(Protocol):
 
 
 # Requests that must reach a person whatever else the message says. Written on folded text
-# (no accents, lower case) so "Réclamation" and "reclamation" match alike.
+# (no accents, lower case) so "Réclamation" and "reclamation" match alike. They match a request
+# about the user's own account, money, well-being or relationship with the agency, not the same
+# words inside a marketing question (a shop refunding its own customers, invoices a business
+# sends, a password-reset email landing in spam, a law firm asking about its posts): those are
+# the classifier's to route.
 _ESCALATE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(pattern))
     for label, pattern in (
         (
             "asks for a person",
-            r"\b(parler|discuter|echanger|joindre|contacter|passer?)\b.{0,30}"
+            r"\b(parler|discuter|echanger|joindre|contacter|passer?|passez)\b.{0,30}"
             r"\b(humain|personne|quelqu.un|conseill\w*|vrai\w*|agent|equipe|responsable)\b"
             r"|\b(un|une|des|vrai|vraie|real|actual)\s+"
             r"(humain|humaine|human|person|personne reelle)\b"
-            r"|\b(talk|speak)\s+to\s+(a|an|someone|somebody|the)\b"
-            r"|\brappel(ez|er|le|lez)[- ]?moi\b|\bcall me\b|\bme rappeler\b",
+            r"|\b(talk|speak)\s+(to|with)\s+(a|an|someone|somebody|the)\b"
+            r"|\brappel(ez|er|le|lez)[- ]?moi\b|\bcall me\b|\bme rappel\w*"
+            r"|\bpassez[- ]moi\b",
         ),
-        ("refund", r"\brembours\w*|\brefund\w*|\bchargeback\b"),
+        (
+            "refund",
+            r"\brembourse[rz]?[- ]moi\b|\bme rembourse\w*|\b(etre|soit|sois|suis) rembourse\w*"
+            r"|\b(un|mon|le|votre|ce|du|au) remboursement\b(?!\s+(de|des|a|aux)\s+(mes|ses|nos)\s)"
+            r"|\brefund\w*|\bchargeback\b|\bmoney back\b",
+        ),
         (
             "billing",
-            r"\b(ma|mes|votre|la|une|cette)\s+factur\w*|\bfacturation\b|\binvoice\w*|\bbilling\b"
-            r"|\bprelev\w*|\bdebit(e|ee|es)\b"
+            r"\b(ma|mes|votre|vos|cette|derniere)\s+factur\w*(?!\w)(?!\s+(client|de mes client))"
+            r"|\b(ma|la|votre|erreur de|probleme de)\s+facturation\b"
+            r"|\b(my|your|our|last|the)\s+(invoice|receipt|bill)s?\b|\bbilling\b"
+            r"|\b(j.ai ete|on m.a|vous m.avez|m.avez|suis|ete)\s+(preleve|debite|facture)\w*"
+            r"|\b(preleve|debite|facture)\w*\s+(deux|2|trois|3) fois\b"
+            r"|\bdouble (prelevement|paiement|debit|facturation)\b"
             r"|\b(paiement|virement|reglement)\b.{0,20}"
             r"\b(refuse|echoue|rejete|bloque|passe pas)\w*"
-            r"|\b(payment|charge)\b.{0,20}\b(failed|declined)\b|\bcarte\s+(bancaire\s+)?refusee\b",
+            r"|\b(payment|charge)\b.{0,20}\b(failed|declined)\b|\bcharged\s+twice\b"
+            r"|\bcarte\s+(bancaire\s+)?refusee\b",
+        ),
+        (
+            "quote",
+            r"\b(je voudrais|j.aimerais|je souhaite|je veux|besoin d|demander|m.envoyer|"
+            r"recevoir|avoir)\s+(un|une proposition de|votre) (devis|quote)\b"
+            r"|\b(can i|could i) (get|have) a quote\b",
         ),
         (
             "cancellation",
-            r"\bresili\w*|\b(annuler|arreter|stopper)\s+(mon|mes|l|votre)\s*.?\s*"
-            r"(abonnement|contrat|forfait)|\bcancel\s+my\b|\bunsubscribe me\b",
+            r"\bresili\w*|\b(annuler|arreter|stopper|suspendre)\s+(mon|mes|l|votre|notre)\s*.?\s*"
+            r"(abonnement|contrat|forfait|accompagnement|formule)"
+            r"|\bmettre fin (a|au)\s+(mon |notre |l.|votre )?(contrat|abonnement|accompagnement)"
+            r"|\bcancel\s+my\b|\bunsubscribe me\b",
         ),
         (
             "complaint",
-            r"\breclamation\w*|\bplainte\b|\binadmissible\b|\binacceptable\b"
+            r"\breclamation\w*|\b(porter|deposer|faire|une|ma)\s+plainte\b|\binadmissible\b"
+            r"|\binacceptable\b"
             r"|\bscandal\w*|\barnaque\w*|\bcomplain\w*"
-            r"|\bpas (du tout )?satisfait\w*|\bdecu(e|es|s)?\b",
+            r"|\bpas (du tout )?satisfait\w*|\bdecu(e|es|s)?\b|\bdecevant\w*|\bmecontent\w*"
+            r"|\bj.en ai (vraiment )?marre\b|\bras le bol\b"
+            r"|\b(reponse|reponses|service|chatbot|bot) (est |sont )?(vraiment )?(nul|nulle|nuls"
+            r"|inutile\w*)\b|\bnul(le)? comme reponse|\b(t.es|tu es|vous etes) (vraiment )?"
+            r"(nul|nulle|nuls|inutile\w*)\b|\bunprofessional\b|\bdisappointed\b",
         ),
-        ("legal", r"\bavocat\w*|\bmise en demeure\b|\btribunal\b|\blawyer\b|\blawsuit\b"),
+        (
+            "legal",
+            r"\b(mon|ma|un|une|notre|votre|son|par un|d.un) avocat\w*|\bmise en demeure\b"
+            r"|\btribunal\b|\blawyer\b|\blawsuit\b|\blegally\b|\blegalement\b",
+        ),
         (
             "account access",
-            r"\bmot de passe\b|\bpassword\b"
-            r"|\b(acces|acceder|connecter)\b.{0,20}\b(mon|a mon)\s+compte\b"
-            r"|\bcompte\s+(bloque|suspendu|supprime|pirate)\b|\blocked out\b",
+            r"\b(mon|mes|votre|my)\s+(mot de passe|password|identifiants?|login)\b"
+            r"|\b(acces|acceder|connecter|connecte)\b.{0,20}\b(mon|a mon)\s+(compte|espace)\b"
+            r"|\bcompte\s+(est\s+)?(bloque|suspendu|supprime|pirate|desactive)\b"
+            r"|\blocked out\b|\b(can.?t|cannot|unable to)\s+(log|sign)\s?in(to)?\b",
         ),
-        ("distress", r"\b(suicid\w*|me tuer|en finir|detresse|harcel\w*)\b"),
+        (
+            "distress",
+            r"\b(suicid\w*|me tuer|en finir|detresse|harcel\w*|burn.?out)\b"
+            r"|\bje (suis|me sens) (completement |tellement |vraiment |totalement )?"
+            r"(epuise\w*|a bout|au bout du rouleau|deprime\w*)"
+            r"|\bje n.en peux plus\b",
+        ),
     )
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def explicit_escalation(message: str) -> str | None:
     """The kind of human-only request `message` makes, if any."""
     folded = fold(message)
@@ -90,139 +128,143 @@ def explicit_escalation(message: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class RouterExamples:
-    """Labelled utterances and the policy numbers the embedding router reads."""
+class ClassifierRouter:
+    """A calibrated classifier over the e5 embedding and character n-grams of the message.
 
-    examples: dict[Route, list[str]]
-    threshold: float = 0.0
-    top_k: int = 3
-    follow_up_margin: float = 0.05
-
-    @classmethod
-    def load(cls, path: Path = EXAMPLES_PATH) -> RouterExamples:
-        """The hand-written examples plus those `make calibrate` fitted, and the policy."""
-        data = json.loads(path.read_text(encoding="utf-8"))
-        policy = data.get("policy", {})
-        fitted = data.get("fitted_examples", {})
-        examples: dict[Route, list[str]] = {
-            route: list(dict.fromkeys([*data["examples"][route], *fitted.get(route, [])]))
-            for route in ROUTES
-        }
-        return cls(
-            examples=examples,
-            threshold=float(policy.get("threshold", cls.threshold)),
-            top_k=int(policy.get("top_k", cls.top_k)),
-            follow_up_margin=float(policy.get("follow_up_margin", cls.follow_up_margin)),
-        )
-
-
-def _unit(x: Vector) -> Vector:
-    """Scale rows (or a vector) to unit length."""
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    result: Vector = (x / np.where(norm == 0, 1.0, norm)).astype(np.float32)
-    return result
-
-
-class EmbeddingRouter:
-    """Nearest-neighbour router over labelled example utterances.
-
-    A route's score is half the mean similarity of its `top_k` closest examples and half its
-    centroid's. Explicit human-only requests always escalate; a best score under `threshold`
-    escalates as out of scope; a short follow-up stays with the previous specialist unless the
-    other one clearly wins.
+    Explicit human-only requests always escalate. A reply to the previous specialist's answer
+    (thanks, yes/no, an edit of it) stays with that specialist. Otherwise the classifier's
+    probabilities decide, leaning towards the specialist already answering (`decide`); a
+    specialist question the model is unsure about goes to the likelier specialist, and only a
+    high escalate probability reaches a person.
     """
 
-    name = "embedding/e5-knn"
+    name = "embedding/e5-logreg"
 
-    def __init__(self, embeddings: EmbeddingCache, examples: RouterExamples):
+    def __init__(self, embeddings: EmbeddingCache, classifier: RouteClassifier | None = None):
         self._embeddings = embeddings
-        self.examples = examples
-        self._matrix: Vector | None = None
-        self._mean: Vector | None = None
-        self._labels: list[Route] = []
-        self._centroids: dict[Route, Vector] = {}
+        self._classifier = classifier
+
+    @property
+    def classifier(self) -> RouteClassifier:
+        if self._classifier is None:
+            self._classifier = RouteClassifier.load()
+        return self._classifier
 
     async def warm(self) -> None:
-        """Embed the examples (once, at start-up) and centre them.
+        """Load the weights and run the embedding model once, so the first user does not wait."""
+        classifier = self.classifier
+        if classifier.dimensions != self._embeddings.dimensions:
+            raise ValueError(
+                f"the router's classifier reads {classifier.dimensions}-d embeddings, "
+                f"{self._embeddings.name} gives {self._embeddings.dimensions}"
+            )
+        await self._embeddings.query("Bonjour")
 
-        e5 similarities crowd into 0.8-0.9 because all its embeddings share a large common
-        component; subtracting the examples' mean spreads them out so routes separate better.
-        """
-        labels: list[Route] = [route for route in ROUTES for _ in self.examples.examples[route]]
-        texts = [text for route in ROUTES for text in self.examples.examples[route]]
-        # All at once, so an engine that batches concurrent queries embeds them together.
-        vectors = await asyncio.gather(*(self._embeddings.query(text) for text in texts))
-        matrix = np.stack(vectors)
-        self._mean = matrix.mean(axis=0)
-        self._matrix = _unit(matrix - self._mean)
-        self._labels = labels
-        mask = np.asarray(labels)
-        self._centroids = {
-            route: _unit(self._matrix[mask == route].mean(axis=0)) for route in ROUTES
-        }
-
-    async def scores(self, message: str) -> dict[Route, float]:
-        """Each route's score for `message`."""
-        if self._matrix is None or self._mean is None:
-            await self.warm()
-        assert self._matrix is not None
-        assert self._mean is not None
-        query = _unit(await self._embeddings.query(message) - self._mean)
-        sims = self._matrix @ query
-        mask = np.asarray(self._labels)
-        result: dict[Route, float] = {}
-        for route in ROUTES:
-            top = np.sort(sims[mask == route])[::-1][: self.examples.top_k]
-            knn = float(top.mean()) if top.size else 0.0
-            result[route] = 0.5 * knn + 0.5 * float(self._centroids[route] @ query)
-        return result
+    async def probabilities(self, query: RouteQuery) -> dict[Route, float]:
+        """P(route) for the message; a short follow-up is also read with its context."""
+        classifier = self.classifier
+        logits = classifier.logits(query.message, await self._embeddings.query(query.message))
+        weight = classifier.policy.context_weight
+        if query.in_context and weight > 0:
+            text = query.in_context
+            in_context = classifier.logits(text, await self._embeddings.query(text))
+            logits = (1.0 - weight) * logits + weight * in_context
+        return softmax(dict(zip(ROUTES, logits.tolist(), strict=True)))
 
     async def route(self, query: RouteQuery) -> RouteDecision:
-        decision = decide(await self.scores(query.message), query, self.examples)
+        decision = decide(await self.probabilities(query), query, self.classifier.policy)
         return decision.model_copy(update={"router": self.name})
 
 
-def decide(scores: dict[Route, float], query: RouteQuery, policy: RouterExamples) -> RouteDecision:
-    """The embedding router's policy on precomputed scores (pure, so calibration reuses it).
+# Replies that carry no topic of their own: they belong to whoever wrote the answer.
+_STAYS_WITH_PREVIOUS = ("acknowledgement", "yes_no", "edit")
 
-    Explicit human-only requests escalate; a follow-up stays with the previous specialist
-    unless the other one clearly wins; a best score under the threshold escalates
-    as out of scope; otherwise the best route wins.
+
+@dataclass(frozen=True)
+class Choice:
+    """The policy's verdict before it is worded: the route, the probabilities it read (after
+    the conversation's shifts) and why."""
+
+    route: Route
+    adjusted: dict[Route, float]
+    rule: str | None = None
+    reply: Reply | None = None
+    escalate_shift: float = 0.0
+    boost: float = 0.0
+
+
+def choose(probabilities: dict[Route, float], query: RouteQuery, policy: RoutePolicy) -> Choice:
+    """The classifier router's policy on precomputed probabilities (pure and cheap: the fit
+    runs it over its whole grid).
+
+    Explicit human-only requests escalate; a reply to the previous specialist stays with her;
+    otherwise, in a conversation, the prior moves away from a person and towards the specialist
+    answering (`RoutePolicy`), a person is chosen when the escalate probability reaches the
+    threshold, and the likelier specialist otherwise.
     """
-    rounded = {k: round(v, 4) for k, v in scores.items()}
     rule = explicit_escalation(query.message)
     if rule is not None:
-        return RouteDecision(
-            route="escalate", confidence=1.0, reason=f"rule: {rule}", scores=rounded
-        )
-    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-    (best, best_score), (_, second_score) = ranked[0], ranked[1]
-    margin = best_score - second_score
-    confidence = round(min(1.0, max(0.0, 0.5 + margin * 2)), 4)
+        return Choice("escalate", probabilities, rule=rule)
     previous = query.previous
-    if previous is not None and query.follow_up and best != previous:
-        other_wins = best != "escalate" and margin >= policy.follow_up_margin
-        if not other_wins:
-            return RouteDecision(
-                route=previous,
-                confidence=0.5,
-                reason=f"follow-up: short message kept with {previous} "
-                f"(best {best} {best_score:.3f}, margin {margin:.3f})",
-                scores=rounded,
-            )
-    if best_score < policy.threshold:
+    if previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
+        return Choice(previous, probabilities, reply=query.reply)
+    adjusted = probabilities
+    escalate_shift = boost = 0.0
+    if previous is not None:
+        escalate_shift = policy.conversation_escalate_shift
+        boost = policy.conversation_boost
+        if query.follow_up:
+            escalate_shift += policy.follow_up_escalate_shift
+            boost += policy.follow_up_boost
+        if query.reply == "answer":
+            boost += policy.answer_boost
+        if escalate_shift or boost:
+            logits = {r: math.log(max(p, 1e-9)) for r, p in probabilities.items()}
+            logits["escalate"] -= escalate_shift
+            logits[previous] += boost
+            adjusted = softmax(logits)
+    if adjusted["escalate"] >= policy.escalate_threshold:
+        route: Route = "escalate"
+    else:
+        route = "audrey" if adjusted["audrey"] >= adjusted["carole"] else "carole"
+    return Choice(route, adjusted, escalate_shift=escalate_shift, boost=boost)
+
+
+def decide(
+    probabilities: dict[Route, float], query: RouteQuery, policy: RoutePolicy
+) -> RouteDecision:
+    """`choose`, worded as the decision the graph records and streams in the `route` event."""
+    choice = choose(probabilities, query, policy)
+    scores = {route: round(p, 4) for route, p in probabilities.items()}
+    if choice.rule is not None:
         return RouteDecision(
-            route="escalate",
-            confidence=confidence,
-            reason=f"out of scope: best {best} {best_score:.3f} < {policy.threshold}",
-            scores=rounded,
+            route="escalate", confidence=1.0, reason=f"rule: {choice.rule}", scores=scores
         )
+    if choice.reply is not None:
+        return RouteDecision(
+            route=choice.route,
+            confidence=1.0,
+            reason=f"reply ({choice.reply}) to {choice.route}'s answer",
+            scores=scores,
+        )
+    summary = ", ".join(f"{r} {choice.adjusted[r]:.2f}" for r in ROUTES)
+    if choice.escalate_shift or choice.boost:
+        if query.reply == "answer":
+            kind = f"follow-up answering {query.previous}'s question"
+        elif query.follow_up:
+            kind = "short follow-up"
+        else:
+            kind = f"in conversation with {query.previous}"
+        summary += (
+            f" ({kind}: escalate -{choice.escalate_shift:g}, {query.previous} +{choice.boost:g})"
+        )
+    if choice.route == "escalate":
+        summary = f"escalate >= {policy.escalate_threshold:g}: {summary}"
     return RouteDecision(
-        route=best,
-        confidence=confidence,
-        reason=f"nearest examples: {best} {best_score:.3f}, margin {margin:.3f}",
-        scores=rounded,
+        route=choice.route,
+        confidence=round(choice.adjusted[choice.route], 4),
+        reason=f"classifier: {summary}",
+        scores=scores,
     )
 
 
@@ -235,14 +277,15 @@ class RouteChoice(BaseModel):
 
 
 class LLMRouter:
-    """Routes with a chat model's structured output; the embedding router is its fallback.
+    """Routes with a chat model's structured output; the classifier router is its fallback.
 
     The call is tagged `nostream` and its output never reaches the token stream. On error or
-    timeout the embedding router decides, and the decision says so. Explicit human-only requests
-    escalate before any model is asked, as with the embedding router.
+    timeout the classifier router decides, and the decision says so. Explicit human-only
+    requests escalate, and replies to the previous specialist stay with her, before any model
+    is asked, as with the classifier router.
     """
 
-    def __init__(self, name: str, model: BaseChatModel, fallback: EmbeddingRouter, timeout: float):
+    def __init__(self, name: str, model: BaseChatModel, fallback: ClassifierRouter, timeout: float):
         self.name = name
         self._structured = model.with_structured_output(RouteChoice, method="json_schema")
         self.fallback = fallback
@@ -256,6 +299,14 @@ class LLMRouter:
         if rule is not None:
             return RouteDecision(
                 route="escalate", confidence=1.0, reason=f"rule: {rule}", router=self.name
+            )
+        if query.previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
+            # "merci", "oui", "plus court": nothing for a model to decide, no call to pay for.
+            return RouteDecision(
+                route=query.previous,
+                confidence=1.0,
+                reason=f"reply ({query.reply}) to {query.previous}'s answer",
+                router=self.name,
             )
         lines = [
             f"{'assistant (' + str(m.name) + ')' if isinstance(m, AIMessage) else 'user'}: "
@@ -299,14 +350,14 @@ class LLMRouter:
 
 def make_router(
     name: str, embeddings: EmbeddingCache, settings: Settings | None = None
-) -> EmbeddingRouter | LLMRouter:
+) -> ClassifierRouter | LLMRouter:
     """Build the router named `provider/model`.
 
-    `embeddings` is always the local e5 model: the embedding router, and so the LLM router's
+    `embeddings` is always the local e5 model: the classifier router, and so the LLM router's
     fallback, keeps working when every remote service is down.
     """
     provider, _, model = name.partition("/")
-    embedding_router = EmbeddingRouter(embeddings, RouterExamples.load())
+    embedding_router = ClassifierRouter(embeddings)
     match provider:
         case "embedding":
             return embedding_router

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from psycopg.types.json import Jsonb
@@ -48,10 +48,10 @@ async def search_hybrid(
     return [
         Passage(
             id=row["id"],
-            content=row["content"],
+            content=row["content"] or "",
             source=row["source"] or "",
-            title=str(row["metadata"].get("title", "")),
-            section=str(row["metadata"].get("section", "")),
+            title=str((row["metadata"] or {}).get("title", "")),
+            section=str((row["metadata"] or {}).get("section", "")),
             agent_owner=row["agent_owner"],
             similarity=float(row["similarity"] or 0.0),
             score=float(row["score"]),
@@ -140,14 +140,17 @@ class StoredChunk(BaseModel):
 async def all_chunks(pool: Pool) -> list[StoredChunk]:
     """Every chunk of the index, in id order."""
     async with pool.connection() as conn:
-        cur = await conn.execute("select id, content, metadata from documents order by id")
+        # v1 rows may have no text: nothing to embed (their vector is emptied with the column).
+        cur = await conn.execute(
+            "select id, content, metadata from documents where content is not null order by id"
+        )
         rows = await cur.fetchall()
     return [
         StoredChunk(
             id=row["id"],
             content=row["content"],
-            title=str(row["metadata"].get("title", "")),
-            section=str(row["metadata"].get("section", "")),
+            title=str((row["metadata"] or {}).get("title", "")),
+            section=str((row["metadata"] or {}).get("section", "")),
         )
         for row in rows
     ]
@@ -199,8 +202,8 @@ async def replace_source(
         async with conn.cursor() as cur:
             await cur.executemany(
                 "insert into documents (content, metadata, agent_owner, embedding, "
-                "embedding_model, content_hash, source, chunk_index) "
-                "values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "embedding_model, content_hash, source, chunk_index, owner_tagged_by, "
+                "owner_tagged_at) values (%s, %s, %s, %s, %s, %s, %s, %s, 'ingest', now())",
                 [
                     (
                         chunk.content,
@@ -253,3 +256,106 @@ async def count_by_agent(pool: Pool) -> dict[str, int]:
         )
         rows = await cur.fetchall()
     return {str(row["agent_owner"]): int(row["n"]) for row in rows}
+
+
+# Who set a document's owner (migration 007); NULL: a v1 row nobody has tagged yet.
+TaggedBy = Literal["ingest", "classifier", "manual"]
+
+# Which document a row belongs to: v2's `source` column, else a file name a v1 loader kept in
+# metadata ("blob" is what n8n's default loader writes for every file, so it names none), else
+# the row alone.
+_DOCUMENT_KEY = """coalesce(
+  nullif(source, ''),
+  nullif(nullif(metadata->>'source', ''), 'blob'),
+  nullif(metadata->>'file_name', ''),
+  nullif(metadata->>'fileName', ''),
+  nullif(metadata->>'filename', ''),
+  nullif(metadata->>'file_path', ''),
+  nullif(metadata->>'url', ''),
+  nullif(metadata->>'title', ''),
+  'row:' || id::text
+)"""
+
+
+class TaggableChunk(BaseModel):
+    """A row whose owner `chatbot tag-documents` may set. Ids are text: v1 tables may not use
+    bigint keys."""
+
+    id: str
+    document: str
+    content: str
+    agent_owner: str
+    owner_tagged_by: str | None
+
+
+async def chunks_to_tag(
+    pool: Pool, *, document: str | None = None, include_tagged: bool = False
+) -> list[TaggableChunk]:
+    """Rows with text whose owner nobody has decided yet (or, with `include_tagged`, also those
+    the classifier decided), optionally only the documents whose key matches `document` (a SQL
+    LIKE pattern: `%` is any text). Rows ingested or tagged by hand are never included."""
+    wanted = ("classifier",) if include_tagged else ()
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"select id::text as id, {_DOCUMENT_KEY} as document, content, agent_owner, "
+            "owner_tagged_by from documents "
+            "where content is not null and btrim(content) <> '' "
+            "and (owner_tagged_by is null or owner_tagged_by = any(%s)) "
+            f"and (%s::text is null or {_DOCUMENT_KEY} like %s) "
+            "order by document, id".encode(),
+            (list(wanted), document, document),
+        )
+        rows = await cur.fetchall()
+    return [TaggableChunk.model_validate(row) for row in rows]
+
+
+async def chunks_of(pool: Pool, document: str) -> list[TaggableChunk]:
+    """Every row of the documents whose key matches `document` (a LIKE pattern), whoever
+    tagged them: what a manual correction applies to."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"select id::text as id, {_DOCUMENT_KEY} as document, coalesce(content, '') as "
+            "content, agent_owner, owner_tagged_by from documents "
+            f"where {_DOCUMENT_KEY} like %s order by document, id".encode(),
+            (document,),
+        )
+        rows = await cur.fetchall()
+    return [TaggableChunk.model_validate(row) for row in rows]
+
+
+async def untagged_rows(pool: Pool) -> int:
+    """Rows whose owner nobody has decided yet (the v1 rows after migration)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select count(*) as n from documents where owner_tagged_by is null"
+        )
+        row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def set_owner(
+    pool: Pool,
+    assignments: Sequence[tuple[Sequence[str], AgentOwner, float | None]],
+    tagged_by: TaggedBy,
+) -> int:
+    """Give each group of row ids its owner, in one transaction; returns the rows changed.
+
+    A classifier run only touches rows still untagged or tagged by the classifier, so it never
+    overwrites a manual or an ingest decision, and running it twice changes nothing.
+    """
+    guard = (
+        "and (owner_tagged_by is null or owner_tagged_by = 'classifier')"
+        if tagged_by == "classifier"
+        else ""
+    )
+    changed = 0
+    async with pool.connection() as conn, conn.transaction():
+        for ids, owner, confidence in assignments:
+            cur = await conn.execute(
+                "update documents set agent_owner = %s, owner_tagged_by = %s, "
+                "owner_confidence = %s, owner_tagged_at = now() "
+                f"where id::text = any(%s) {guard}".encode(),
+                (owner, tagged_by, confidence, list(ids)),
+            )
+            changed += cur.rowcount
+    return changed

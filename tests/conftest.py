@@ -9,7 +9,7 @@ import pytest
 
 from core.settings import Settings
 from providers.embeddings import EmbeddingCache, make_embeddings
-from providers.router import EmbeddingRouter, RouterExamples
+from providers.router import ClassifierRouter
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,7 +27,9 @@ def embeddings() -> EmbeddingCache:
 
 
 @pytest.fixture(scope="session")
-async def router(embeddings: EmbeddingCache) -> EmbeddingRouter:
-    built = EmbeddingRouter(embeddings, RouterExamples.load())
+async def router(embeddings: EmbeddingCache) -> ClassifierRouter:
+    """The shipped router (weights in prompts/), on the session's e5 cache: every message the
+    tests and the gate route is embedded once per session."""
+    built = ClassifierRouter(embeddings)
     await built.warm()
     return built

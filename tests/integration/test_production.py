@@ -223,7 +223,7 @@ async def test_router_timeout_falls_back_to_the_embedding_router(
     route = by_kind(events, "route")[0]
     assert route["agent"] == "audrey"
     assert route["reason"].startswith("LLM router failed (timeout), embedding router:")
-    assert route["router"] == f"llm/{ROUTER} -> embedding/e5-knn"
+    assert route["router"] == f"llm/{ROUTER} -> embedding/e5-logreg"
     assert by_kind(events, "end")
 
 

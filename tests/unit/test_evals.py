@@ -1,23 +1,42 @@
-"""The eval suite: metrics, datasets and their split, the runner's reports, calibration, the gate."""
+"""The eval suite: metrics, datasets and their splits, the runner's reports, the fit, the gate."""
 
 import json
 from pathlib import Path
 
-from evals import calibrate
-from evals.__main__ import FIT_SETS, TEST_SETS, main
-from evals.datasets import DATASETS, load_retrieval, load_routing
+import pytest
+
+from core.domain import Route
+from evals import fit
+from evals.__main__ import main
+from evals.datasets import (
+    DATASETS,
+    FIRST_TEST_SETS,
+    INDEPENDENT_TEST_SETS,
+    TEST_SETS,
+    RoutingCase,
+    load_retrieval,
+    load_routing,
+)
 from evals.metrics import routing_report
 from evals.routing import predict
 from providers.embeddings import EmbeddingCache
-from providers.router import EXAMPLES_PATH, EmbeddingRouter, RouterExamples
+from providers.route_classifier import RouteClassifier
+from providers.router import ClassifierRouter
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 
-# The gate: the embedding router as shipped (prompts/router_examples.json after `make calibrate`)
-# on the held-out test split. Set to the level measured when the split was written (see
-# evals/README.md); a change that routes worse fails `make test`.
-GATE_ACCURACY = 0.92  # measured 0.920 (185/201) with `make calibrate` on 2026-11-25
-GATE_ESCALATE_RECALL = 0.95  # measured 0.966 (56/58)
+# The gate: the shipped router (prompts/router_classifier.*, `make calibrate`) on every test set,
+# none of which it was fitted on, against the targets of issue 13, set by set.
+SINGLE_TARGETS = {"accuracy": 0.93, "escalate_recall": 0.95, "escalate_precision": 0.85}
+MULTITURN_TARGETS = {"accuracy": 0.90, "escalate_recall": 0.95}
+# Where the shipped router is below a target (evals/README.md, "Against the targets"): the gate
+# holds the measured level, so any regression still fails, and the target itself stays below as
+# a strict expected failure, reported by every run until a router reaches it.
+BELOW_TARGET = {
+    ("routing_personas_test", "escalate_recall"): 33 / 36,
+    ("routing_holdout_test", "accuracy"): 63 / 69,
+    ("routing_holdout_test", "escalate_recall"): 18 / 21,
+}
 
 
 def test_metrics_by_hand() -> None:
@@ -34,26 +53,24 @@ def test_metrics_by_hand() -> None:
     assert report["per_class"]["carole"]["precision"] == 0.5
     assert report["per_class"]["carole"]["recall"] == 1.0
     assert report["escalate_recall"] == 0.5
+    assert report["escalate_precision"] == 1.0
     assert report["confusion"]["escalate"] == {"audrey": 1, "carole": 0, "escalate": 1}
     assert report["macro_f1"] == round((0.5 + 2 / 3 + 2 / 3) / 3, 4)
     assert report["latency_ms"] == {"p50": 3.0, "p95": 5.0}
 
 
 def test_datasets_are_large_enough_and_valid() -> None:
-    singles = [
-        c
-        for p in (DATASETS / "routing_fit.jsonl", DATASETS / "routing_test.jsonl")
-        for c in load_routing(p)
-    ]
-    multi = [
-        c
-        for p in (DATASETS / "multiturn_fit.jsonl", DATASETS / "multiturn_test.jsonl")
-        for c in load_routing(p)
-    ]
+    singles = [c for p in (*fit.SINGLE_FIT_SETS, *TEST_SETS) for c in load_routing(p)]
+    singles = [c for c in singles if not c.history]
+    multi = [c for p in (*fit.MULTITURN_FIT_SETS, *TEST_SETS) for c in load_routing(p)]
+    multi = [c for c in multi if c.history]
     assert len(singles) >= 300
     assert len(multi) >= 40
     assert all(c.history for c in multi)
     assert {c.expected for c in singles} == {"audrey", "carole", "escalate"}
+    independent = [c for p in INDEPENDENT_TEST_SETS for c in load_routing(p)]
+    assert len([c for c in independent if not c.history]) >= 300
+    assert len([c for c in independent if c.history]) >= 80
     retrieval = load_retrieval(DATASETS / "retrieval.jsonl")
     assert len(retrieval) >= 60
     assert {c.agent for c in retrieval} >= {"audrey", "carole"}
@@ -62,19 +79,26 @@ def test_datasets_are_large_enough_and_valid() -> None:
             assert (KNOWLEDGE / source).is_file(), f"{case.id}: {source} does not exist"
 
 
-def test_the_test_split_is_held_out() -> None:
-    """No test message is a fit message or one of the router's examples, so the gate measures
-    generalisation."""
+def test_the_test_sets_are_held_out() -> None:
+    """No test message is a fit message or a training example of the router, so the gate
+    measures generalisation."""
     test = {c.message.strip().lower() for p in TEST_SETS for c in load_routing(p)}
-    fit = {c.message.strip().lower() for p in FIT_SETS for c in load_routing(p)}
-    shipped = RouterExamples.load()
-    examples = {m.strip().lower() for route in shipped.examples.values() for m in route}
-    assert not test & fit
-    assert not test & examples
+    fitted = {c.message.strip().lower() for p in fit.FIT_SETS for c in load_routing(p)}
+    training = {e.text.strip().lower() for e in fit.training_examples()}
+    examples = json.loads(fit.EXAMPLES_PATH.read_text(encoding="utf-8"))
+    knn = {
+        m.strip().lower()
+        for key in ("examples", "fitted_examples")
+        for route in examples[key].values()
+        for m in route
+    }
+    assert not test & fitted
+    assert not test & training
+    assert not test & knn
+    assert not {p.name for p in TEST_SETS} & {p.name for p in fit.FIT_SETS}
 
 
 def test_routing_runner_writes_the_reports(tmp_path: Path) -> None:
-    dataset = tmp_path / "tiny.jsonl"
     lines = [
         {"message": "Comment automatiser mes emails de bienvenue ?", "expected": "audrey"},
         {"message": "Des idées de reels pour mon salon de thé ?", "expected": "carole"},
@@ -89,21 +113,27 @@ def test_routing_runner_writes_the_reports(tmp_path: Path) -> None:
             ],
         },
     ]
-    dataset.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    second.write_text(json.dumps(lines[0]), encoding="utf-8")
     out = tmp_path / "out"
-    assert (
-        main(["routing", "--dataset", str(dataset), "--router", "keyword", "--out", str(out)]) == 0
-    )
+    args = ["routing", "--dataset", str(first), "--dataset", str(second), "--router", "keyword"]
+    assert main([*args, "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["router"] == "keyword/v1"
-    assert report["n"] == 5
-    assert set(report["per_class"]) == {"audrey", "carole", "escalate"}
-    assert set(report["per_class"]["audrey"]) == {"precision", "recall", "f1", "support"}
+    assert report["datasets"] == ["first", "second"]
+    [keyword] = report["routers"]
+    assert keyword["router"] == "keyword/v1"
+    result = keyword["sets"]["first"]
+    assert result["n"] == 5
+    assert set(result["per_class"]["audrey"]) == {"precision", "recall", "f1", "support"}
     # v1 keywords: "email" → audrey, "reel" → carole, no keyword → escalate (both escalations
     # right), the follow-up has no keyword and v1 has no context → escalate (wrong).
-    assert report["accuracy"] == 0.8
-    assert report["confusion"]["carole"] == {"audrey": 0, "carole": 1, "escalate": 1}
-    assert "| keyword/v1 | 0.800 |" in (out / "report.md").read_text()
+    assert result["accuracy"] == 0.8
+    assert result["escalate_precision"] == round(2 / 3, 4)
+    assert result["confusion"]["carole"] == {"audrey": 0, "carole": 1, "escalate": 1}
+    assert keyword["sets"]["second"]["accuracy"] == 1.0
+    assert keyword["mean"]["accuracy"] == 0.9
+    assert "| keyword/v1 | 0.800 (1.00 / 0.67) | 1.000" in (out / "report.md").read_text()
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -122,41 +152,127 @@ def test_llm_router_runs_end_to_end_on_the_fake_provider(tmp_path: Path) -> None
         ["routing", "--dataset", str(dataset), "--router", "llm", "--fake-llm", "--out", str(out)]
     )
     assert code == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["router"].startswith("llm/")
-    assert report["router"].endswith("(fake provider)")
-    assert report["n"] == 2
+    [llm] = json.loads((out / "report.json").read_text())["routers"]
+    assert llm["router"].startswith("llm/")
+    assert llm["router"].endswith("(fake provider)")
+    assert llm["sets"]["tiny"]["n"] == 2
 
 
-async def test_calibration_writes_where_the_router_reads(
+SMALL_GRID = fit.PolicyGrid(
+    thresholds=(0.3, 0.4, 0.5),
+    conversation_escalate_shifts=(0.0, 1.0),
+    follow_up_escalate_shifts=(0.0,),
+    conversation_boosts=(0.0,),
+    follow_up_boosts=(0.0, 1.0),
+    answer_boosts=(0.0,),
+    context_weights=(0.0,),
+)
+
+
+async def test_the_fit_writes_what_the_router_reads(
     tmp_path: Path, embeddings: EmbeddingCache
 ) -> None:
-    seeds = calibrate.seed_examples()
-    fit_cases = load_routing(DATASETS / "routing_fit.jsonl")[:60]
-    chosen, summary = await calibrate.fit(embeddings, seeds, fit_cases)
-    assert summary["threshold"] in calibrate.THRESHOLDS
-    path = tmp_path / "router_examples.json"
-    path.write_text(EXAMPLES_PATH.read_text(encoding="utf-8"), encoding="utf-8")
-    calibrate.save(chosen, ["routing_fit.jsonl"], fit_cases, path)
-    loaded = RouterExamples.load(path)
-    assert loaded.threshold == chosen.threshold
-    assert loaded.top_k == chosen.top_k
-    for case in fit_cases:
-        assert case.message in loaded.examples[case.expected]
-    # Calibrating again starts from the hand-written seeds, not from the previous fit.
-    assert calibrate.seed_examples(path).examples == seeds.examples
-
-
-async def test_gate_embedding_router_on_the_held_out_split(router: EmbeddingRouter) -> None:
-    cases = [c for p in TEST_SETS for c in load_routing(p)]
-    predictions = await predict(router, cases)
-    result = routing_report(
-        "gate", [c.expected for c in cases], [p.predicted for p in predictions], [0.0] * len(cases)
-    )
-    mistakes = [
-        (p.case.message, p.case.expected, p.predicted)
-        for p in predictions
-        if p.predicted != p.case.expected
+    every = fit.training_examples()
+    examples = [e for route in ("audrey", "carole", "escalate") for e in every if e.route == route][
+        ::8
     ]
-    assert result["accuracy"] >= GATE_ACCURACY, mistakes
-    assert result["escalate_recall"] >= GATE_ESCALATE_RECALL, mistakes
+    multi = fit.multiturn_cases()[::6]
+    classifier, summary = await fit.fit(
+        embeddings,
+        examples=examples,
+        multi=multi,
+        c_grid=(16.0,),
+        ngram_weights=(0.5,),
+        grid=SMALL_GRID,
+    )
+    assert summary["hyperparameters"]["C"] == 16.0
+    assert classifier.policy.escalate_threshold in SMALL_GRID.thresholds
+    assert classifier.policy.follow_up_boost in SMALL_GRID.follow_up_boosts
+    weights, policy = tmp_path / "c.npz", tmp_path / "c.json"
+    classifier.save(weights, policy)
+    loaded = RouteClassifier.load(weights, policy)
+    assert loaded.policy == classifier.policy
+    assert loaded.meta["fitted_on"][1:] == [p.name for p in fit.FIT_SETS]
+    router = ClassifierRouter(embeddings, loaded)
+    await router.warm()
+    # Fitted on these messages: the model reproduces most of its own training labels.
+    predictions = await predict(
+        router, [RoutingCase(message=e.text, expected=e.route) for e in examples]
+    )
+    assert sum(p.predicted == p.case.expected for p in predictions) / len(predictions) > 0.9
+
+
+def test_the_policy_grid_keeps_the_escalate_targets() -> None:
+    """Among grid points, one that misses escalate recall never wins on accuracy alone."""
+    p_esc: dict[Route, float] = {"audrey": 0.3, "carole": 0.3, "escalate": 0.4}
+    p_aud: dict[Route, float] = {"audrey": 0.55, "carole": 0.1, "escalate": 0.35}
+    singles = [
+        (RoutingCase(message="a", expected="escalate"), p_esc),
+        *[(RoutingCase(message=f"b{i}", expected="audrey"), p_aud) for i in range(3)],
+    ]
+    multi = {0.0: [(RoutingCase(message="c", expected="audrey"), p_aud)]}
+    policy, score = fit.choose_policy(singles, multi, SMALL_GRID)
+    # 0.3 escalates everything (recall 1, accuracy 0.25); 0.4 escalates only the escalation
+    # (recall 1, accuracy 1); 0.5 escalates nothing (recall 0).
+    assert policy.escalate_threshold == 0.4
+    assert score.meets_targets
+
+
+@pytest.fixture(scope="session")
+async def gate_reports(router: ClassifierRouter) -> dict[str, dict[str, object]]:
+    """Each test set routed once per session by the shipped router (embeddings cached)."""
+    reports: dict[str, dict[str, object]] = {}
+    for path in TEST_SETS:
+        cases = load_routing(path)
+        predictions = await predict(router, cases)
+        report = routing_report(
+            path.stem,
+            [c.expected for c in cases],
+            [p.predicted for p in predictions],
+            [0.0] * len(cases),
+        )
+        report["multi_turn"] = all(c.history for c in cases)
+        report["mistakes"] = [
+            (p.case.message, p.case.expected, p.predicted, p.reason)
+            for p in predictions
+            if p.predicted != p.case.expected
+        ]
+        reports[path.stem] = report
+    return reports
+
+
+def targets_of(report: dict[str, object]) -> dict[str, float]:
+    return MULTITURN_TARGETS if report["multi_turn"] else SINGLE_TARGETS
+
+
+@pytest.mark.parametrize("name", [p.stem for p in TEST_SETS])
+def test_gate_router_on_every_test_set(
+    gate_reports: dict[str, dict[str, object]], name: str
+) -> None:
+    report = gate_reports[name]
+    missed = {}
+    for metric, target in targets_of(report).items():
+        floor = BELOW_TARGET.get((name, metric), target)
+        value = report[metric]
+        assert isinstance(value, float)
+        if value < round(floor, 4):
+            missed[metric] = (value, round(floor, 4))
+    assert not missed, (name, missed, report["mistakes"])
+
+
+@pytest.mark.parametrize(
+    ("name", "metric"), list(BELOW_TARGET), ids=[f"{n}-{m}" for n, m in BELOW_TARGET]
+)
+@pytest.mark.xfail(strict=True, reason="below the issue-13 target; see evals/README.md")
+def test_targets_not_met_yet(
+    gate_reports: dict[str, dict[str, object]], name: str, metric: str
+) -> None:
+    report = gate_reports[name]
+    value = report[metric]
+    assert isinstance(value, float)
+    assert value >= targets_of(report)[metric]
+
+
+def test_the_independent_sets_are_separate_files() -> None:
+    assert set(FIRST_TEST_SETS).isdisjoint(INDEPENDENT_TEST_SETS)
+    assert all(p.parent == DATASETS for p in TEST_SETS)

@@ -22,7 +22,7 @@ from providers.embeddings import EmbeddingCache
 from providers.generator import ExtractiveGenerator
 from providers.rerank import SentenceReranker
 from providers.retriever import InMemoryRetriever
-from providers.router import EmbeddingRouter
+from providers.router import ClassifierRouter
 
 DOCS: list[tuple[AgentOwner, str, str]] = [
     (
@@ -74,7 +74,7 @@ class MeetingRouter:
 
     def __init__(
         self,
-        inner: EmbeddingRouter,
+        inner: ClassifierRouter,
         retrieval_started: asyncio.Event,
         routing_started: asyncio.Event,
     ):
@@ -120,7 +120,7 @@ class BrokenReranker:
 
 
 @pytest.fixture
-async def providers(embeddings: EmbeddingCache, router: EmbeddingRouter) -> Providers:
+async def providers(embeddings: EmbeddingCache, router: ClassifierRouter) -> Providers:
     return Providers(
         embeddings=embeddings,
         router=router,
@@ -150,7 +150,7 @@ async def run_turn(
 
 
 async def test_router_and_retrieval_run_concurrently(
-    providers: Providers, router: EmbeddingRouter
+    providers: Providers, router: ClassifierRouter
 ) -> None:
     retrieval_started, routing_started = asyncio.Event(), asyncio.Event()
     meeting = Providers(
@@ -205,7 +205,7 @@ async def test_second_turn_sees_the_first_through_the_checkpoint(providers: Prov
 
 
 async def test_a_route_in_the_input_bypasses_the_router(
-    providers: Providers, router: EmbeddingRouter
+    providers: Providers, router: ClassifierRouter
 ) -> None:
     class CountingRouter:
         name = "test/counting"
@@ -272,7 +272,7 @@ async def test_a_forced_route_does_not_leak_into_the_next_turn(providers: Provid
     _, _, state = await run_turn(
         graph, context, "t-leak", "Comment configurer SPF, DKIM et DMARC pour mes envois ?"
     )
-    assert state["route"].router == "embedding/e5-knn"
+    assert state["route"].router == "embedding/e5-logreg"
     assert state["messages"][-1].name == "audrey"
 
 

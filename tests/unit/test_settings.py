@@ -22,7 +22,7 @@ def test_env_example_loads_and_is_the_embedded_default(
         "extractive/v1",
     )
     assert (settings.router_provider, settings.rerank_provider) == (
-        "embedding/e5-knn",
+        "embedding/e5-logreg",
         "embedded/sentence-rrf",
     )
 
