@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.metrics import RATE_LIMITED
+
 log = logging.getLogger(__name__)
 
 FIELD_LABELS = {
@@ -117,7 +119,10 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.status == 429:
+            route = request.scope.get("route")
+            RATE_LIMITED.labels(route=getattr(route, "path", request.url.path)).inc()
         return JSONResponse(
             status_code=exc.status, content=error_body(exc.code, exc.message), headers=exc.headers
         )

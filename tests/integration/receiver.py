@@ -1,0 +1,73 @@
+"""A local HTTP endpoint that records what is POSTed to it and answers scripted statuses (the
+team's webhook receiver, n8n's v1 endpoint...)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    url: str
+    statuses: deque[int] = field(default_factory=deque)
+    received: list[Received] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for(self, count: int) -> list[Received]:
+        """The first `count` requests, waiting (at most 20 s) for them to arrive."""
+        async with asyncio.timeout(20):
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.received[:count]
+
+
+@asynccontextmanager
+async def receiver(statuses: Iterable[int] = ()) -> AsyncIterator[Receiver]:
+    """Serve POST /hook on a loopback port; answers `statuses` in order, then 200."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    state = Receiver(url=f"http://127.0.0.1:{port}/hook", statuses=deque(statuses))
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> Response:
+        state.received.append(Received(dict(request.headers), await request.body()))
+        state.arrived.set()
+        status = state.statuses.popleft() if state.statuses else 200
+        return Response(status_code=status)
+
+    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        await task
+
+
+class _Server(uvicorn.Server):
+    """Leaves signal handlers to pytest."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
