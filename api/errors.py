@@ -23,6 +23,9 @@ FIELD_LABELS = {
     "conversation_id": "L'identifiant de conversation (conversation_id)",
     "conversationId": "L'identifiant de conversation (conversationId)",
     "timestamp": "La date d'envoi (timestamp)",
+    "rating": "L'avis (rating)",
+    "comment": "Le commentaire",
+    "content": "Le message",
 }
 
 
@@ -54,6 +57,9 @@ def describe(error: dict[str, Any]) -> str:
             return f"{label} doit être une chaîne de caractères."
         case "string_pattern_mismatch":
             return f"{label} contient des caractères non autorisés."
+        case "literal_error":
+            expected = str(ctx.get("expected", "")).replace(" or ", " ou ")
+            return f"{label} doit valoir {expected}."
         case "json_invalid":
             return "Le corps de la requête n'est pas du JSON valide."
         case "model_attributes_type" | "dict_type":
@@ -121,8 +127,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         if exc.status == 429:
-            route = request.scope.get("route")
-            RATE_LIMITED.labels(route=getattr(route, "path", request.url.path)).inc()
+            # Only the chat routes are rate limited, and their paths have no parameters.
+            RATE_LIMITED.labels(route=request.url.path).inc()
         return JSONResponse(
             status_code=exc.status, content=error_body(exc.code, exc.message), headers=exc.headers
         )

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from core.settings import ROOT, Settings
+from devtools.fake_provider import FakeConfig, FakeProvider, fake_provider
 from server import serve_in_background
 from services import Services, open_services
 from store.migrations import apply_migrations
@@ -124,3 +126,39 @@ async def live_server(settings: Settings, services: Services) -> AsyncIterator[L
 async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
         yield http
+
+
+# Production generator and router on the project's fake provider, tokens paced like a real LLM
+# (the widget's browser tests watch tokens arrive; the metrics tests script provider faults).
+LLM_PRIMARY, LLM_FALLBACK, LLM_ROUTER = "primary/model", "fallback/model", "router/model"
+LLM_ADMIN_TOKEN = "llm-admin-token"
+
+
+@pytest.fixture(scope="session")
+async def fake_llm() -> AsyncIterator[FakeProvider]:
+    async with fake_provider(FakeConfig(ttft_ms=150, token_delay_ms=40)) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+async def llm_server(
+    settings: Settings, services: Services, fake_llm: FakeProvider
+) -> AsyncIterator[LiveServer]:
+    """The app with OpenRouter-style generation and routing on the fake; same database and
+    local embeddings as the session's server. Developer tools on (LLM_ADMIN_TOKEN)."""
+    server = LiveServer(
+        settings.model_copy(
+            update={
+                "openrouter_api_key": SecretStr("test-key"),
+                "openrouter_base_url": fake_llm.openai_base_url,
+                "llm_model": LLM_PRIMARY,
+                "llm_fallback_models": [LLM_FALLBACK],
+                "router_model": LLM_ROUTER,
+                "llm_max_retries": 0,
+                "admin_token": SecretStr(LLM_ADMIN_TOKEN),
+            }
+        )
+    )
+    await server.start()
+    yield server
+    await server.stop()
