@@ -162,3 +162,12 @@ async def llm_server(
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def limited_server(settings: Settings, services: Services) -> AsyncIterator[LiveServer]:
+    """The app with a rate limit of 2 messages a minute (per user and per client address)."""
+    server = LiveServer(settings.model_copy(update={"rate_limit_per_minute": 2}))
+    await server.start()
+    yield server
+    await server.stop()

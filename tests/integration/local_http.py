@@ -1,9 +1,11 @@
-"""A local HTTP endpoint that records what is POSTed to it and answers scripted statuses (the
-team's webhook receiver, n8n's v1 endpoint...)."""
+"""Small HTTP servers on loopback for the tests: a receiver that records what is POSTed to it
+and answers scripted statuses (the team's webhook), and a client's web site embedding the widget
+(another origin than the API)."""
 
 from __future__ import annotations
 
 import asyncio
+import html
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 
 
 @dataclass
@@ -52,6 +55,38 @@ async def receiver(statuses: Iterable[int] = ()) -> AsyncIterator[Receiver]:
         status = state.statuses.popleft() if state.statuses else 200
         return Response(status_code=status)
 
+    async with _serving(app, sock):
+        yield state
+
+
+@asynccontextmanager
+async def client_site() -> AsyncIterator[str]:
+    """A client's site on its own origin; yields its URL. `GET /?script=<widget.js URL>&<name>=
+    <value>...` is a page embedding the widget with `data-<name>="<value>"` attributes."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    app = FastAPI()
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page(request: Request) -> str:
+        params = dict(request.query_params)
+        src = html.escape(params.pop("script"))
+        attributes = " ".join(
+            f'data-{html.escape(k)}="{html.escape(v)}"' for k, v in params.items()
+        )
+        return (
+            "<!doctype html><html lang='fr'><head><meta charset='utf-8'><title>Boutique</title>"
+            f"</head><body><h1>Boutique</h1><script src='{src}' {attributes}></script></body></html>"
+        )
+
+    async with _serving(app, sock):
+        # "localhost", not 127.0.0.1: another origin than the API even on the same host.
+        yield f"http://localhost:{port}"
+
+
+@asynccontextmanager
+async def _serving(app: FastAPI, sock: socket.socket) -> AsyncIterator[None]:
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -59,7 +94,7 @@ async def receiver(statuses: Iterable[int] = ()) -> AsyncIterator[Receiver]:
             task.result()
         await asyncio.sleep(0.02)
     try:
-        yield state
+        yield
     finally:
         server.should_exit = True
         await task
