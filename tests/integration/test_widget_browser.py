@@ -358,3 +358,47 @@ async def test_hand_off_in_the_widget(page: Page, llm_server: LiveServer, site: 
     await expect(banner).to_be_hidden(timeout=10_000)
     await send(page, AUDREY_QUESTION)
     await expect(bubbles(page).last.locator(".who")).to_have_text("Audrey", timeout=30_000)
+
+
+async def test_inspector_shows_handoffs_feedback_and_kpi_charts(
+    page: Page, llm_server: LiveServer
+) -> None:
+    user, conversation = "u-inspector", "inspector-handoff"
+    admin = {"Authorization": f"Bearer {LLM_ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=llm_server.url, timeout=30) as http:
+        say = {"user_id": user, "conversation_id": conversation}
+        answer = (await http.post("/api/chat", json={**say, "message": AUDREY_QUESTION})).json()
+        await http.post(
+            f"/api/messages/{answer['message_id']}/feedback",
+            json={"user_id": user, "rating": "down", "comment": "Il manque les délais."},
+        )
+        await http.post("/api/chat", json={**say, "message": ESCALATE})
+        await page.goto(f"{llm_server.url}/inspector?token={LLM_ADMIN_TOKEN}")
+        await page.click("nav button[data-view=handoffs]")
+        item = page.locator(f'#handoffs button[data-conversation="{conversation}"]')
+        await item.click()
+        await expect(page.locator("#handoff-messages .line.user").last).to_contain_text(ESCALATE)
+        await page.fill("#handoff-reply", "Bonjour, je reprends votre demande.")
+        await page.fill("#handoff-author", "Sophie")
+        await page.click("#handoff-send")
+        await expect(page.locator("#handoff-messages .line.human_agent")).to_have_text(
+            "Équipe · Sophie — Bonjour, je reprends votre demande."
+        )
+        history = (
+            await http.get(f"/api/conversations/{conversation}/messages", params={"user_id": user})
+        ).json()
+        assert history["messages"][-1]["content"] == "Bonjour, je reprends votre demande."
+        await page.click("#handoff-release")
+        await expect(item).to_have_count(0)  # no longer open
+        still_open = (await http.get("/api/admin/handoffs", headers=admin)).json()
+        assert all(h["conversation_id"] != conversation for h in still_open)
+    await page.click("nav button[data-view=analytics]")
+    cards = page.locator("#kpis .kpi")
+    await expect(cards).to_have_count(5)
+    await expect(page.locator('#kpis .kpi[data-key="response_time_p95"]')).to_contain_text("5")
+    for chart in ("latency", "errors", "escalation", "shares"):
+        await expect(page.locator(f"#chart-{chart} svg .threshold")).to_have_count(1)
+    await expect(page.locator('#chart-latency svg [data-series="audrey"]').first).to_be_attached()
+    await expect(page.locator("#chart-escalation svg rect.column").first).to_be_attached()
+    feedback = page.locator(f'#feedback li[data-message="{answer["message_id"]}"]')
+    await expect(feedback).to_contain_text("Il manque les délais.")
