@@ -6,6 +6,8 @@
  * Attributes (all optional):
  *   data-api            API base URL (default: the /api next to this script, e.g. /api/v2 via nginx)
  *   data-user-id        the visitor's id on the host site (default: an anonymous id kept in localStorage)
+ *   data-user-token     HMAC-SHA256(WIDGET_SECRET, user id) in hex, from the site's backend, when the
+ *                       API is set to check identities (WIDGET_SECRET)
  *   data-v2-percentage  0-100, share of users on v2 (default 100); the choice is a stable hash of the
  *                       user id, so a user keeps the same version on every message and every visit,
  *                       and raising the percentage only moves users from v1 to v2. 0 is the rollback.
@@ -83,6 +85,9 @@
 
   const userId = validId(options.userId) ? options.userId : store.get("agence-chat:user") || randomId("anon-");
   if (!validId(options.userId)) store.set("agence-chat:user", userId);
+  const userToken = /^[0-9a-fA-F]{64}$/.test(options.userToken || "") ? options.userToken : null;
+  // The identity every request carries: as query parameters (GET) or in the JSON body (POST).
+  const identity = () => "user_id=" + encodeURIComponent(userId) + (userToken ? "&user_token=" + userToken : "");
   const conversationKey = "agence-chat:conversation:" + userId;
   let conversationId = store.get(conversationKey);
   if (!validId(conversationId)) newConversationId();
@@ -248,7 +253,7 @@
         const response = await fetch(`${api}/messages/${encodeURIComponent(messageId)}/feedback`, {
           method: "POST",
           headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ user_id: userId, rating: value, comment: comment || null }),
+          body: JSON.stringify({ user_id: userId, user_token: userToken || undefined, rating: value, comment: comment || null }),
         });
         if (!response.ok) throw new Error(String(response.status));
         press(value);
@@ -283,7 +288,7 @@
   // --- history and the team's replies ---------------------------------------------------------
   async function fetchHistory() {
     try {
-      const url = `${api}/conversations/${encodeURIComponent(conversationId)}/messages?user_id=${encodeURIComponent(userId)}`;
+      const url = `${api}/conversations/${encodeURIComponent(conversationId)}/messages?${identity()}`;
       const response = await fetch(url);
       if (response.status === 403) { newConversationId(); return null; }
       return response.ok ? await response.json() : null;
@@ -455,7 +460,7 @@
         const headers = { Accept: "text/event-stream" };
         if (turn.lastEventId) headers["Last-Event-ID"] = turn.lastEventId;
         response = await fetch(
-          `${api}/chat/stream/${encodeURIComponent(turn.answerId)}?user_id=${encodeURIComponent(userId)}`,
+          `${api}/chat/stream/${encodeURIComponent(turn.answerId)}?${identity()}`,
           { headers },
         );
       } catch (e) {
@@ -491,7 +496,13 @@
       response = await fetch(`${api}/chat/stream`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify({ user_id: userId, conversation_id: conversationId, message: text, timestamp: new Date().toISOString() }),
+        body: JSON.stringify({
+          user_id: userId,
+          user_token: userToken || undefined,
+          conversation_id: conversationId,
+          message: text,
+          timestamp: new Date().toISOString(),
+        }),
       });
     } catch (e) {
       showError(node, TEXT.offline);

@@ -20,6 +20,7 @@ from server import serve_in_background
 from services import Services, open_services
 from store.migrations import apply_migrations
 from store.postgres import start_embedded, stop_embedded
+from tests.integration.local_http import Receiver, receiver
 
 # Enough of the sample knowledge base for the seed's two questions and an escalation.
 KNOWLEDGE_SUBSET = {
@@ -132,6 +133,7 @@ async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 # (the widget's browser tests watch tokens arrive; the metrics tests script provider faults).
 LLM_PRIMARY, LLM_FALLBACK, LLM_ROUTER = "primary/model", "fallback/model", "router/model"
 LLM_ADMIN_TOKEN = "llm-admin-token"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
 
 
 @pytest.fixture(scope="session")
@@ -141,11 +143,19 @@ async def fake_llm() -> AsyncIterator[FakeProvider]:
 
 
 @pytest.fixture(scope="session")
+async def webhook() -> AsyncIterator[Receiver]:
+    """The team's webhook receiver (answers 200 unless a test queues other statuses)."""
+    async with receiver() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
 async def llm_server(
-    settings: Settings, services: Services, fake_llm: FakeProvider
+    settings: Settings, services: Services, fake_llm: FakeProvider, webhook: Receiver
 ) -> AsyncIterator[LiveServer]:
     """The app with OpenRouter-style generation and routing on the fake; same database and
-    local embeddings as the session's server. Developer tools on (LLM_ADMIN_TOKEN)."""
+    local embeddings as the session's server. Developer tools on (LLM_ADMIN_TOKEN), hand-off
+    webhooks to `webhook`, retried quickly."""
     server = LiveServer(
         settings.model_copy(
             update={
@@ -156,6 +166,9 @@ async def llm_server(
                 "router_model": LLM_ROUTER,
                 "llm_max_retries": 0,
                 "admin_token": SecretStr(LLM_ADMIN_TOKEN),
+                "handoff_webhook_url": webhook.url,
+                "handoff_webhook_secret": SecretStr(WEBHOOK_SECRET),
+                "handoff_webhook_backoff_seconds": 0.05,
             }
         )
     )

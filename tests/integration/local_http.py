@@ -30,13 +30,21 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_for(self, count: int) -> list[Received]:
-        """The first `count` requests, waiting (at most 20 s) for them to arrive."""
+    def of(self, delivery: str | None) -> list[Received]:
+        """What was received, only the deliveries with this `X-Chatbot-Delivery` when given."""
+        return [
+            r
+            for r in self.received
+            if delivery is None or r.headers.get("x-chatbot-delivery") == delivery
+        ]
+
+    async def wait_for(self, count: int, delivery: str | None = None) -> list[Received]:
+        """The first `count` requests (of one delivery), waiting at most 20 s for them."""
         async with asyncio.timeout(20):
-            while len(self.received) < count:
+            while len(self.of(delivery)) < count:
                 self.arrived.clear()
                 await self.arrived.wait()
-        return self.received[:count]
+        return self.of(delivery)[:count]
 
 
 @asynccontextmanager

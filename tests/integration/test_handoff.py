@@ -16,43 +16,28 @@ import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from pydantic import SecretStr
 
-from server import serve_in_background
 from services import Services
 from store.analytics import read_query
-from tests.integration.conftest import _free_port
-from tests.integration.local_http import Receiver, receiver
+from tests.integration.conftest import LLM_ADMIN_TOKEN, WEBHOOK_SECRET, LiveServer
+from tests.integration.local_http import Receiver
 from tests.integration.sse import stream_chat
 
-TOKEN = "handoff-token"
-SECRET = "webhook-secret-for-tests"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN = {"Authorization": f"Bearer {LLM_ADMIN_TOKEN}"}
 ESCALATE = "Je veux parler à un humain : ma facture est fausse et je veux être remboursée."
 
 
-@pytest.fixture(scope="module")
-async def hook() -> AsyncIterator[Receiver]:
-    # The first delivery fails (503), so the retry is exercised.
-    async with receiver(statuses=[503]) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-async def http(services: Services, hook: Receiver) -> AsyncIterator[httpx.AsyncClient]:
-    settings = services.settings.model_copy(
-        update={
-            "admin_token": SecretStr(TOKEN),
-            "handoff_webhook_url": hook.url,
-            "handoff_webhook_secret": SecretStr(SECRET),
-            "handoff_webhook_backoff_seconds": 0.05,
-        }
-    )
-    async with (
-        serve_in_background(settings, _free_port()) as url,
-        httpx.AsyncClient(base_url=url, timeout=60) as client,
-    ):
+@pytest.fixture
+async def http(llm_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    """The server with hand-off webhooks to the session's receiver (LLM routing and generation
+    on the fake provider)."""
+    async with httpx.AsyncClient(base_url=llm_server.url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture
+def hook(webhook: Receiver) -> Receiver:
+    return webhook
 
 
 async def query(services: Services, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -99,7 +84,8 @@ async def test_handoff_lifecycle(
     user, conversation = "u-handoff", "handoff-1"
     say = {"user_id": user, "conversation_id": conversation}
 
-    # 1. An escalated turn opens the hand-off.
+    # 1. An escalated turn opens the hand-off. (Its webhook will first meet a 503.)
+    hook.statuses.append(503)
     events = await stream_chat(http, {**say, "message": ESCALATE})
     route = next(e.data for e in events if e.event == "route")
     assert route["agent"] == "escalate"
@@ -116,12 +102,12 @@ async def test_handoff_lifecycle(
     assert handoff["last_messages"][-2]["content"] == ESCALATE
 
     # 2. The team's receiver gets a signed POST; the first answer (503) is retried.
-    first, second = await hook.wait_for(2)
+    first, second = await hook.wait_for(2, delivery=handoff["id"])
     assert second.body == first.body
     for delivery in (first, second):
         timestamp = delivery.headers["x-chatbot-timestamp"]
         expected = hmac.new(
-            SECRET.encode(), f"{timestamp}.".encode() + delivery.body, hashlib.sha256
+            WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + delivery.body, hashlib.sha256
         ).hexdigest()
         assert hmac.compare_digest(delivery.headers["x-chatbot-signature"], f"sha256={expected}")
         assert abs(time.time() - int(timestamp)) < 60
@@ -235,16 +221,16 @@ async def test_admin_routes_need_the_token_and_known_ids(http: httpx.AsyncClient
 async def test_webhook_refused_for_good_is_not_retried(
     http: httpx.AsyncClient, hook: Receiver, services: Services
 ) -> None:
-    already = len(hook.received)
     hook.statuses.append(400)
     payload = {"user_id": "u-refused", "conversation_id": "handoff-refused"}
     await stream_chat(http, {**payload, "message": ESCALATE})
-    await hook.wait_for(already + 1)
-    conversation = await query(
-        services, "select id from handoffs where conversation_id = 'handoff-refused'"
+    found = await query(
+        services, "select id::text from handoffs where conversation_id = 'handoff-refused'"
     )
-    stored = await settled(http, str(conversation[0]["id"]))
+    handoff_id = found[0]["id"]
+    await hook.wait_for(1, delivery=handoff_id)
+    stored = await settled(http, handoff_id)
     rows = [{k: stored[k] for k in ("webhook_status", "webhook_attempts", "webhook_http_status")}]
     assert rows == [{"webhook_status": "failed", "webhook_attempts": 1, "webhook_http_status": 400}]
     await asyncio.sleep(0.3)  # several backoff periods: no retry comes
-    assert len(hook.received) == already + 1
+    assert len(hook.of(handoff_id)) == 1

@@ -5,6 +5,8 @@ dropped stream resumed or recovered without sending the message twice, and the h
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -185,9 +187,11 @@ async def test_ab_split_is_a_stable_hash_of_the_user_id(
     on_v2 = [u for u in candidates if fnv1a_bucket(u) < 50][:3]
     on_v1 = [u for u in candidates if fnv1a_bucket(u) >= 50][:3]
 
-    async def version_of(user: str, percentage: str) -> str:
+    async def version_of(user: str, percentage: str, **more: str) -> str:
         await page.goto(
-            host_page(site, live_server.url, user_id=user, v2_percentage=percentage, v1_url=V1)
+            host_page(
+                site, live_server.url, user_id=user, v2_percentage=percentage, v1_url=V1, **more
+            )
         )
         host = page.locator(WIDGET)
         await expect(host).to_have_attribute("data-version", re.compile("v[12]"))
@@ -214,12 +218,27 @@ async def test_ab_split_is_a_stable_hash_of_the_user_id(
     assert v1_calls[-1]["userId"] == on_v1[0]
     assert v1_calls[-1]["message"] == "Bonjour v1"
     assert "conversationId" in v1_calls[-1]
+    # It carries the user's token (WIDGET_SECRET sites) on every call to the API.
     calls_before = len(v1_calls)
-    await version_of(on_v2[0], "50")
+    token = hmac.new(b"site-secret", on_v2[0].encode(), hashlib.sha256).hexdigest()
+    api_calls: list[tuple[str, str, str | None]] = []
+    page.on(
+        "request",
+        lambda r: (
+            api_calls.append((r.method, r.url, r.post_data))
+            if r.url.startswith(f"{live_server.url}/api/") and r.method != "OPTIONS"
+            else None
+        ),
+    )
+    await version_of(on_v2[0], "50", user_token=token)
     await send(page, AUDREY_QUESTION)
     await expect(bubbles(page).last).to_have_attribute("data-state", "done", timeout=30_000)
     await expect(bubbles(page).last.locator(".who")).to_have_text("Audrey")
     assert len(v1_calls) == calls_before
+    history_call = next(url for method, url, _ in api_calls if method == "GET")
+    assert f"user_token={token}" in history_call
+    chat_body = next(json.loads(body or "{}") for method, _, body in api_calls if method == "POST")
+    assert (chat_body["user_id"], chat_body["user_token"]) == (on_v2[0], token)
 
 
 def sse_blocks(body: str) -> list[str]:
@@ -263,16 +282,62 @@ def cut_after_tokens(count: int, keep: list[str]) -> Callable[[Route], Any]:
     return handler
 
 
-async def test_a_drop_without_resume_route_recovers_the_saved_answer_without_resending(
+def first_data(block: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(block.split("data: ", 1)[1].splitlines()[0])
+    return data
+
+
+async def test_a_dropped_stream_is_resumed_with_last_event_id(
+    page: Page, live_server: LiveServer
+) -> None:
+    full: list[str] = []
+    sent: list[tuple[str, str, str | None]] = []
+    page.on(
+        "request",
+        lambda r: (
+            sent.append((r.method, r.url, r.headers.get("last-event-id")))
+            if "/api/chat/stream" in r.url
+            else None
+        ),
+    )
+    await page.route("**/api/chat/stream", cut_after_tokens(2, full))
+    await page.goto(f"{live_server.url}/")
+    await send(page, AUDREY_QUESTION)
+    answer = bubbles(page).last
+    await expect(answer).to_have_attribute("data-state", "done", timeout=30_000)
+    blocks = sse_blocks(full[0])
+    metadata = first_data(blocks[0])
+    # One POST (the message is never sent twice), then the server's resume route from the
+    # last event received.
+    assert [(method, url.split("?")[0], last) for method, url, last in sent] == [
+        ("POST", f"{live_server.url}/api/chat/stream", None),
+        (
+            "GET",
+            f"{live_server.url}/api/chat/stream/{metadata['message_id']}",
+            str(block_id(until_tokens(blocks, 2)[-1])),
+        ),
+    ]
+    text = "".join(first_data(b)["text"] for b in blocks if "event: token" in b)
+    await expect(answer.locator(".text")).to_have_text(text)
+    await expect(answer.locator(".who")).to_have_text("Audrey")
+    kinds = [e["kind"] for e in await events(page)]
+    assert kinds.count("end") == 1
+
+
+async def test_without_a_resume_route_the_saved_answer_is_shown_not_resent(
     page: Page, live_server: LiveServer, client: httpx.AsyncClient
 ) -> None:
     full: list[str] = []
     posts: list[str] = []
-    page.on(
-        "request",
-        lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/stream") else None,
-    )
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+
+    async def no_resume(route: Route) -> None:  # a server without GET /api/chat/stream/{id}
+        await route.fulfill(
+            status=404, content_type="application/json", body='{"detail": "Not Found"}'
+        )
+
     await page.route("**/api/chat/stream", cut_after_tokens(3, full))
+    await page.route("**/api/chat/stream/*", no_resume)
     await page.goto(f"{live_server.url}/")
     await send(page, AUDREY_QUESTION)
     answer = bubbles(page).last
@@ -284,47 +349,11 @@ async def test_a_drop_without_resume_route_recovers_the_saved_answer_without_res
     ).json()
     stored = [m for m in history["messages"] if m["role"] == "assistant"]
     assert len(stored) == 1  # sent once, answered once
-    assert posts == [f"{live_server.url}/api/chat/stream"]
+    assert [p for p in posts if p.endswith("/api/chat/stream")] == [
+        f"{live_server.url}/api/chat/stream"
+    ]
     await expect(answer.locator(".text")).to_have_text(stored[0]["content"])
     await expect(answer.locator(".who")).to_have_text("Audrey")
-
-
-async def test_a_drop_is_resumed_with_last_event_id(page: Page, live_server: LiveServer) -> None:
-    full: list[str] = []
-    resumes: list[dict[str, str]] = []
-
-    async def resume(route: Route) -> None:
-        # The resume contract: GET /api/chat/stream/{answer id}?user_id=..., Last-Event-ID: n;
-        # the events after n. Served here from the real stream until the server has the route.
-        resumes.append({"url": route.request.url, **route.request.headers})
-        after = int(route.request.headers["last-event-id"])
-        rest = [b for b in sse_blocks(full[0]) if (block_id(b) or 0) > after]
-        await route.fulfill(
-            status=200,
-            headers={"Content-Type": "text/event-stream"},
-            body="".join(b + "\r\n\r\n" for b in rest),
-        )
-
-    await page.route("**/api/chat/stream", cut_after_tokens(2, full))
-    await page.route("**/api/chat/stream/*", resume)
-    await page.goto(f"{live_server.url}/")
-    await send(page, AUDREY_QUESTION)
-    answer = bubbles(page).last
-    await expect(answer).to_have_attribute("data-state", "done", timeout=30_000)
-    blocks = sse_blocks(full[0])
-    delivered = until_tokens(blocks, 2)
-    assert len(resumes) == 1
-    assert resumes[0]["last-event-id"] == str(block_id(delivered[-1]))
-    metadata = json.loads(blocks[0].split("data: ", 1)[1].splitlines()[0])
-    assert resumes[0]["url"].startswith(
-        f"{live_server.url}/api/chat/stream/{metadata['message_id']}?user_id="
-    )
-    text = "".join(
-        json.loads(b.split("data: ", 1)[1].splitlines()[0])["text"]
-        for b in blocks
-        if "event: token" in b
-    )
-    await expect(answer.locator(".text")).to_have_text(text)
 
 
 async def test_hand_off_in_the_widget(page: Page, llm_server: LiveServer, site: str) -> None:
