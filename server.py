@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import errors
 from api.limits import BodySizeLimit
 from api.routes import admin, chat, conversations, feedback, handoffs, health, metrics, widget
+from core.metrics import share_between_workers
 from core.settings import Settings, get_settings
 from services import open_services
 
@@ -112,6 +113,7 @@ def main() -> None:
     )
     if settings.workers > 1:
         asyncio.run(_prepare(settings))
+        share_between_workers(settings.data_dir / "metrics")  # /metrics sums every worker
         uvicorn.run(
             "server:create_app",
             factory=True,

@@ -1,13 +1,31 @@
 """The process's Prometheus metrics, defined once: providers, turns and the API record them.
 
 They live on the ground floor because every layer records some of them. `GET /metrics` exposes
-them (`api/routes/metrics.py`); with several worker processes, set PROMETHEUS_MULTIPROC_DIR
-before start so the workers' values are summed there (prometheus-client's multiprocess mode).
+them (`api/routes/metrics.py`). With several worker processes (WORKERS), each worker writes its
+values under PROMETHEUS_MULTIPROC_DIR and a scrape sums them (prometheus-client's multiprocess
+mode): `share_between_workers` sets it up before the workers start.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 from prometheus_client import Counter, Histogram
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_between_workers(folder: Path) -> None:
+    """Before starting worker processes: each will record into `folder` (emptied now, so a
+    restart starts from zero), unless PROMETHEUS_MULTIPROC_DIR is already set."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROCESS_DIR] = str(folder.resolve())
+
 
 # Seconds: the seed's target is an answer in under 5 s, so the buckets are finest around it.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)

@@ -18,6 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from api.deps import ServicesDep
+from core.metrics import MULTIPROCESS_DIR
 from store import handoffs
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class _DatabaseGauges(Collector):
 
 def _process_registry() -> CollectorRegistry:
     """This process's metrics, or every worker's in prometheus-client's multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if os.environ.get(MULTIPROCESS_DIR):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry

@@ -4,6 +4,7 @@ provider errors and fallbacks, open hand-offs."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.fake_provider import FakeProvider
+from devtools.processes import ServerProcess, clean_environment, free_port
 from services import Services
 from store.handoffs import count_open
 from tests.integration.conftest import (
@@ -164,3 +166,49 @@ async def test_an_interrupted_answer_is_counted_as_such(
         )
         == 1
     )
+
+
+@pytest.mark.slow
+async def test_several_workers_are_summed(services: Services, tmp_path: Path) -> None:
+    """WORKERS=2: whichever process answers the scrape, it counts the turns of both."""
+    env = clean_environment(
+        DATABASE_URL=services.database_url,
+        DATA_DIR=str(tmp_path),
+        PORT=str(free_port()),
+        WORKERS="2",
+        RATE_LIMIT_PER_MINUTE="0",
+        LOG_LEVEL="warning",
+    )
+    server = ServerProcess(env)
+    try:
+        await server.ready()
+        turns, pids = 12, set()
+        # A new connection per request, so the kernel may hand each to either process.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
+            before = [await scrape(client) for _ in range(6)]
+            for i in range(turns):
+                payload = {
+                    "user_id": "u-workers",
+                    "conversation_id": f"workers-{i}",
+                    "message": "Bonjour",
+                }
+                assert (await client.post("/api/chat", json=payload)).status_code == 200
+            after = [await scrape(client) for _ in range(6)]
+        async with services.pool.connection() as conn:
+            cur = await conn.execute(
+                "select distinct split_part(worker, ':', 2) as pid from messages "
+                "where conversation_id like 'workers-%%' and role = 'user'"
+            )
+            pids = {row["pid"] for row in await cur.fetchall()}
+    finally:
+        server.stop()
+    assert len(pids) == 2, pids  # both workers answered
+    # Every scrape, whichever worker served it, sees the same total: both workers' turns.
+    start_total = {total_turns(samples) for samples in before}
+    assert len(start_total) == 1
+    assert {total_turns(samples) for samples in after} == {start_total.pop() + turns}
+
+
+def total_turns(samples: Samples) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "chatbot_turns_total")
