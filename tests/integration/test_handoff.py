@@ -21,7 +21,7 @@ from services import Services
 from store.analytics import read_query
 from tests.integration.conftest import LLM_ADMIN_TOKEN, WEBHOOK_SECRET, LiveServer
 from tests.integration.local_http import Receiver
-from tests.integration.sse import stream_chat
+from tests.integration.sse import read_events, stream_chat
 
 ADMIN = {"Authorization": f"Bearer {LLM_ADMIN_TOKEN}"}
 ESCALATE = "Je veux parler à un humain : ma facture est fausse et je veux être remboursée."
@@ -147,6 +147,16 @@ async def test_handoff_lifecycle(
     )
     assert held_user["metadata"]["handoff_id"] == handoff["id"]
     assert (ack["role"], ack["metadata"]["kind"]) == ("notice", "handoff_ack")
+    # Its stream resumes like any answer's (the acknowledgement carries the answer's id).
+    async with http.stream(
+        "GET",
+        f"/api/chat/stream/{held[0].data['message_id']}",
+        params={"user_id": user},
+        headers={"Last-Event-ID": "1"},
+    ) as response:
+        replayed = [e async for e in read_events(response)]
+    assert [(e.event, e.id) for e in replayed] == [(e.event, e.id) for e in held[1:]]
+    assert [e.data for e in replayed][:2] == [e.data for e in held[1:3]]
     # The JSON route answers the same way.
     body = (await http.post("/api/chat", json={**say, "message": "Toujours là ?"})).json()
     assert body["agent"] == "escalate"
