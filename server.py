@@ -12,7 +12,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.limits import BodySizeLimit
-from api.routes import admin, chat, conversations, health
+from api.routes import admin, chat, conversations, feedback, handoffs, health, metrics, widget
+from core.metrics import share_between_workers
 from core.settings import Settings, get_settings
 from services import open_services
 
@@ -49,11 +50,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(conversations.router)
     api.include_router(health.router)  # /api/health, same as /health
     api.include_router(health.analytics_router)
+    api.include_router(feedback.router)
+    api.include_router(widget.script, include_in_schema=False)  # /api/widget.js, via nginx
     if settings.admin_token is not None:
         api.include_router(admin.router)
+        api.include_router(handoffs.router)
+        api.include_router(feedback.admin_router)
         app.include_router(admin.page)
     app.include_router(api)
     app.include_router(health.router, include_in_schema=False)  # /health, as nginx expects
+    app.include_router(metrics.router)
+    app.include_router(widget.script, include_in_schema=False)  # /widget.js
+    app.include_router(widget.demo, include_in_schema=False)  # / (the widget's demo page)
     return app
 
 
@@ -105,6 +113,7 @@ def main() -> None:
     )
     if settings.workers > 1:
         asyncio.run(_prepare(settings))
+        share_between_workers(settings.data_dir / "metrics")  # /metrics sums every worker
         uvicorn.run(
             "server:create_app",
             factory=True,

@@ -21,6 +21,7 @@ from providers import Providers, make_providers
 from store import documents
 from store.migrations import apply_migrations
 from store.postgres import Pool, open_pool, resolve_database_url
+from turns.handoff import HandoffDesk, open_handoff_desk
 from turns.recovery import keep_sweeping
 from turns.runner import TurnRunner
 
@@ -38,6 +39,7 @@ class Services:
     graph: ChatGraph
     context: Context
     turns: TurnRunner
+    handoffs: HandoffDesk
 
 
 @asynccontextmanager
@@ -90,21 +92,23 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             rerank_top_n=settings.rerank_top_n,
             providers=providers,
         )
-        turns = TurnRunner(
-            pool,
-            graph,
-            context,
-            multitask=settings.multitask,
-            lease_seconds=settings.turn_lease_seconds,
-            draft_seconds=settings.draft_flush_seconds,
-            keep_turns=settings.checkpoint_keep_turns,
-        )
-        # Turns a killed worker left behind (after their lease expired), now and from then on.
-        sweeper = asyncio.create_task(
-            keep_sweeping(pool, graph, period=settings.turn_lease_seconds)
-        )
-        try:
-            yield Services(settings, url, pool, providers, graph, context, turns)
-        finally:
-            sweeper.cancel()
-            await turns.wait_idle()
+        async with open_handoff_desk(settings, pool) as handoffs:
+            turns = TurnRunner(
+                pool,
+                graph,
+                context,
+                multitask=settings.multitask,
+                lease_seconds=settings.turn_lease_seconds,
+                draft_seconds=settings.draft_flush_seconds,
+                keep_turns=settings.checkpoint_keep_turns,
+                handoffs=handoffs,
+            )
+            # Turns a killed worker left behind (after their lease expired), now and from then on.
+            sweeper = asyncio.create_task(
+                keep_sweeping(pool, graph, period=settings.turn_lease_seconds)
+            )
+            try:
+                yield Services(settings, url, pool, providers, graph, context, turns, handoffs)
+            finally:
+                sweeper.cancel()
+                await turns.wait_idle()

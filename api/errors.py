@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.metrics import RATE_LIMITED
+
 log = logging.getLogger(__name__)
 
 FIELD_LABELS = {
@@ -21,6 +23,9 @@ FIELD_LABELS = {
     "conversation_id": "L'identifiant de conversation (conversation_id)",
     "conversationId": "L'identifiant de conversation (conversationId)",
     "timestamp": "La date d'envoi (timestamp)",
+    "rating": "L'avis (rating)",
+    "comment": "Le commentaire",
+    "content": "Le message",
 }
 
 
@@ -52,6 +57,9 @@ def describe(error: dict[str, Any]) -> str:
             return f"{label} doit être une chaîne de caractères."
         case "string_pattern_mismatch":
             return f"{label} contient des caractères non autorisés."
+        case "literal_error":
+            expected = str(ctx.get("expected", "")).replace(" or ", " ou ")
+            return f"{label} doit valoir {expected}."
         case "json_invalid":
             return "Le corps de la requête n'est pas du JSON valide."
         case "model_attributes_type" | "dict_type":
@@ -117,7 +125,10 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.status == 429:
+            # Only the chat routes are rate limited, and their paths have no parameters.
+            RATE_LIMITED.labels(route=request.url.path).inc()
         return JSONResponse(
             status_code=exc.status, content=error_body(exc.code, exc.message), headers=exc.headers
         )

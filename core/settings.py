@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,13 @@ class Settings(BaseSettings):
 
     # Developer tools (runs, checkpoints, replay, inspector): off unless a token is set.
     admin_token: SecretStr | None = None
+
+    # Hand-off to a person: a signed POST to this URL when a conversation is escalated.
+    handoff_webhook_url: str | None = None
+    handoff_webhook_secret: SecretStr | None = None
+    handoff_webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    handoff_webhook_backoff_seconds: float = Field(default=2.0, gt=0, le=300)
+    handoff_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     # Knowledge base.
     knowledge_dir: Path = ROOT / "knowledge"
@@ -117,11 +124,27 @@ class Settings(BaseSettings):
         "router_model",
         "admin_token",
         "widget_secret",
+        "handoff_webhook_url",
+        "handoff_webhook_secret",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("handoff_webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("HANDOFF_WEBHOOK_URL must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> Settings:
+        # An unsigned hand-off webhook would let anyone who finds the URL forge escalations.
+        if self.handoff_webhook_url is not None and self.handoff_webhook_secret is None:
+            raise ValueError("HANDOFF_WEBHOOK_SECRET is required when HANDOFF_WEBHOOK_URL is set")
+        return self
 
     # The `provider/model` each role runs on, as the factories in graph/providers read them.
 

@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from core.domain import Route
+from core.metrics import PROVIDER_ERRORS, PROVIDER_FALLBACKS
 from graph.context import Context
 from graph.state import ChatState, RerankInfo
 
@@ -25,6 +26,8 @@ async def rerank(state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
         info = RerankInfo(reranker=reranker.name)
     except Exception as exc:  # a reranker outage must not cost the user an answer
         log.warning("rerank failed, keeping retrieval order: %r", exc)
+        PROVIDER_ERRORS.labels(role="rerank", provider=reranker.name).inc()
+        PROVIDER_FALLBACKS.labels(role="rerank").inc()
         passages = candidates[:top_n]
         info = RerankInfo(reranker=reranker.name, degraded=True, error=repr(exc)[:500])
     return {"passages": passages, "rerank_info": info}

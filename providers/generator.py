@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMes
 from langchain_openai import ChatOpenAI
 
 from core.domain import Passage, Route, Usage
+from core.metrics import PROVIDER_ERRORS, PROVIDER_FALLBACKS
 from core.settings import Settings
 from core.text import split_sentences, tokens_of
 from prompts.generator import DOCUMENTS_FRAME, HISTORY_MESSAGES, NO_DOCUMENTS, format_documents
@@ -245,13 +246,17 @@ class LLMGenerator:
                                 yield AnswerChunk(serving_model=_qualify(name, served))
                             yield AnswerChunk(text=delta.text)
             except Exception as exc:
+                PROVIDER_ERRORS.labels(role="generator", provider=name).inc()
                 if started:
                     raise
                 failures.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
                 continue
             if not started:
+                PROVIDER_ERRORS.labels(role="generator", provider=name).inc()
                 failures.append(f"{name}: empty answer")
                 continue
+            if failures:
+                PROVIDER_FALLBACKS.labels(role="generator").inc()
             model_name = _qualify(name, served)
             yield AnswerChunk(
                 model=model_name,

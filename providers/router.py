@@ -15,6 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from core.domain import ROUTES, Reply, Route, RouteDecision, RouteQuery
+from core.metrics import PROVIDER_ERRORS, PROVIDER_FALLBACKS
 from core.settings import Settings
 from core.text import fold
 from prompts.router import ROUTER_CONTEXT, ROUTER_SYSTEM
@@ -332,6 +333,8 @@ class LLMRouter:
             if not isinstance(choice, RouteChoice):
                 choice = RouteChoice.model_validate(choice)
         except Exception as exc:
+            PROVIDER_ERRORS.labels(role="router", provider=self.name).inc()
+            PROVIDER_FALLBACKS.labels(role="router").inc()
             decision = await self.fallback.route(query)
             problem = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             return decision.model_copy(

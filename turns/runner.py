@@ -47,7 +47,9 @@ from turns.events import (
     sources_of,
     token_id,
 )
+from turns.handoff import HandoffDesk
 from turns.live import LiveTurn
+from turns.metrics import TurnMetrics
 from turns.stream import Answered, Reranked, Routed, ServingModel, Token, TracedRun
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class _Turn:
     first_token_at: float | None = None
     serving_model: str | None = None
     live: LiveTurn = field(default_factory=LiveTurn)
+    # Kept for the team (a person has the conversation): acknowledged, not routed or generated.
+    held: bool = False
     # Set when the draft in the database is behind what was streamed.
     unsaved: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -140,6 +144,7 @@ class TurnRunner:
         lease_seconds: float = 10.0,
         draft_seconds: float = 1.0,
         keep_turns: int = 20,
+        handoffs: HandoffDesk | None = None,
     ):
         self._pool = pool
         self._graph = graph
@@ -148,6 +153,7 @@ class TurnRunner:
         self._lease_seconds = lease_seconds
         self._draft_seconds = draft_seconds
         self._keep_turns = keep_turns
+        self._handoffs = handoffs
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
         self._tasks: set[asyncio.Task[None]] = set()
         # Woken when a turn of the conversation ends in this process (others are polled).
@@ -195,9 +201,11 @@ class TurnRunner:
 
     async def _produce(self, turn: _Turn, queue: asyncio.Queue[TurnEvent | None]) -> None:
         request = turn.request
+        metrics = TurnMetrics()
 
         def emit(event: TurnEvent) -> None:
             turn.live.record(event)
+            metrics.see(event)
             queue.put_nowait(event)
 
         # First, always: the widget knows its message is stored, even while it waits its turn.
@@ -217,8 +225,9 @@ class TurnRunner:
         failure: BaseException | None = None
         try:
             await self._wait_for_turn(turn, lost)
-            run = self._traced_run(turn)
-            await self._run_until_lost(run, turn, emit, lost)
+            if not await self._hold_for_team(turn, emit):
+                run = self._traced_run(turn)
+                await self._run_until_lost(run, turn, emit, lost)
         except Exception as exc:
             failure = exc
             lost_turn = isinstance(exc, TurnLost)
@@ -243,7 +252,9 @@ class TurnRunner:
                     await task
         latency_ms = turn.elapsed_ms()
         try:
-            await self._save(turn, error, latency_ms)
+            await self._open_handoff(turn)
+            if not turn.held:  # a held message was finished with its acknowledgement
+                await self._save(turn, error, latency_ms)
             if run is not None:
                 await run.save(
                     self._pool,
@@ -272,6 +283,50 @@ class TurnRunner:
             await checkpoints.prune(self._pool, request.conversation_id, self._keep_turns)
         except Exception:
             log.warning("could not prune the checkpoints of %s", request.conversation_id)
+
+    async def _hold_for_team(self, turn: _Turn, emit: Callable[[TurnEvent], None]) -> bool:
+        """While a person has the conversation, acknowledge the message and keep it for them
+        (`turns/handoff.py`); False when the bot has it."""
+        if self._handoffs is None:
+            return False
+        held = await self._handoffs.hold(
+            conversation_id=turn.request.conversation_id,
+            user_message_id=turn.user_message_id,
+            reply_id=turn.reply_id,
+        )
+        if held is None:
+            return False
+        turn.held, turn.route, turn.answer = True, held.decision, held.meta
+        turn.first_token_at = time.perf_counter()
+        turn.parts.append(held.text)
+        turn.length += len(held.text)
+        decision = held.decision
+        emit(
+            RouteEvent(
+                id=ROUTE_ID,
+                agent=decision.route,
+                reason=decision.reason,
+                confidence=decision.confidence,
+                router=decision.router,
+            )
+        )
+        emit(TokenEvent(id=token_id(turn.length), text=held.text))
+        return True
+
+    async def _open_handoff(self, turn: _Turn) -> None:
+        """An escalated turn gives the conversation to the team, before the turn ends so the
+        conversation's next message finds it waiting (`turns/handoff.py`; never raises)."""
+        if self._handoffs is None or turn.held or turn.route is None:
+            return
+        if turn.route.route == "escalate":
+            await self._handoffs.open(
+                conversation_id=turn.request.conversation_id,
+                user_id=turn.request.user_id,
+                decision=turn.route,
+                user_message_id=turn.user_message_id,
+                reply_id=turn.reply_id,
+                answer="".join(turn.parts),
+            )
 
     async def _wait_for_turn(self, turn: _Turn, lost: asyncio.Event) -> None:
         """Wait until this message is the conversation's next turn, holding no connection."""

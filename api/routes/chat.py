@@ -10,6 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Path, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from api import ui_stream
 from api.deps import ServicesDep, client_address, enforce_rate_limit, verify_user
 from api.errors import ApiError
 from api.schemas import IDENTIFIER, USER_TOKEN, ChatRequest, ChatResponse, ErrorResponse
@@ -135,10 +136,17 @@ def _sse(events: AsyncIterator[TurnEvent], services: Services) -> EventSourceRes
 
 @router.post("/stream", response_class=EventSourceResponse, responses={**ERRORS, **STREAM_RESPONSE})
 async def chat_stream(
-    body: ChatRequest, request: Request, services: ServicesDep
+    body: ChatRequest,
+    request: Request,
+    services: ServicesDep,
+    protocol: ui_stream.ProtocolQuery = None,
+    protocol_header: ui_stream.ProtocolHeader = None,
 ) -> EventSourceResponse:
     """Stream the answer as Server-Sent Events, with a heartbeat comment for proxies."""
-    return _sse(await _start(body, request, services), services)
+    events = await _start(body, request, services)
+    if "ai-sdk" in (protocol, protocol_header):
+        return ui_stream.response(events, services.settings.sse_ping_seconds)
+    return _sse(events, services)
 
 
 @router.get(

@@ -18,7 +18,7 @@ from api.schemas import (
     HistoryResponse,
     MessageOut,
 )
-from store import messages
+from store import feedback, handoffs, messages
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
@@ -45,18 +45,11 @@ async def history(
     rows = await messages.list_messages(services.pool, conversation_id, limit + 1, before)
     more = len(rows) > limit
     rows = rows[1:] if more else rows
+    ratings = await feedback.ratings_of(services.pool, conversation_id)
+    status = await handoffs.conversation_status(services.pool, conversation_id)
     return HistoryResponse(
         conversation_id=conversation_id,
-        messages=[
-            MessageOut(
-                id=str(row.id),
-                role=row.role,
-                content=row.content,
-                agent=row.agent,
-                status=row.status,
-                created_at=row.created_at,
-            )
-            for row in rows
-        ],
+        status=status or "active",
+        messages=[MessageOut.of(row, ratings.get(row.id)) for row in rows],
         next_before=str(rows[0].id) if more and rows else None,
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
 from api.deps import ServicesDep
 from api.schemas import HealthResponse
+from core.kpis import Kpi, evaluate
 from store import analytics, documents
+from store.analytics import DailyStats
 
 router = APIRouter(tags=["health"])
 analytics_router = APIRouter(tags=["analytics"])
@@ -35,7 +38,30 @@ async def health(services: ServicesDep, response: Response) -> HealthResponse:
     return body
 
 
+class AnalyticsResponse(BaseModel):
+    """The guide's step-6 queries as written, its KPIs over the last 24 hours, and per-day
+    series per agent (the inspector's charts)."""
+
+    volume_by_version: list[dict[str, Any]]
+    performance_v2: list[dict[str, Any]]
+    agent_distribution: list[dict[str, Any]]
+    kpis: list[Kpi] = Field(description="Last 24 hours against the guide's targets")
+    daily: list[DailyStats] = Field(
+        description="Per UTC day: the totals (agent null), then each agent"
+    )
+
+
 @analytics_router.get("/analytics")
-async def monitoring(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
-    """The seed's three monitoring queries (last 24 hours), run verbatim."""
-    return await analytics.monitoring(services.pool)
+async def monitoring(
+    services: ServicesDep, days: Annotated[int, Query(ge=1, le=90)] = 14
+) -> AnalyticsResponse:
+    """The seed's three monitoring queries (last 24 hours, run verbatim), the KPIs, and the
+    last `days` days per agent: p50/p95 latency, error and escalation rates, feedback, cost."""
+    seed = await analytics.monitoring(services.pool)
+    return AnalyticsResponse(
+        volume_by_version=seed["volume_by_version"],
+        performance_v2=seed["performance_v2"],
+        agent_distribution=seed["agent_distribution"],
+        kpis=evaluate(await analytics.kpi_counts(services.pool)),
+        daily=await analytics.daily_stats(services.pool, days),
+    )

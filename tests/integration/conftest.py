@@ -12,12 +12,15 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from core.settings import ROOT, Settings
+from devtools.fake_provider import FakeConfig, FakeProvider, fake_provider
 from server import serve_in_background
 from services import Services, open_services
 from store.migrations import apply_migrations
 from store.postgres import start_embedded, stop_embedded
+from tests.integration.local_http import Receiver, receiver
 
 # Enough of the sample knowledge base for the seed's two questions and an escalation.
 KNOWLEDGE_SUBSET = {
@@ -124,3 +127,60 @@ async def live_server(settings: Settings, services: Services) -> AsyncIterator[L
 async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
         yield http
+
+
+# Production generator and router on the project's fake provider, tokens paced like a real LLM
+# (the widget's browser tests watch tokens arrive; the metrics tests script provider faults).
+LLM_PRIMARY, LLM_FALLBACK, LLM_ROUTER = "primary/model", "fallback/model", "router/model"
+LLM_ADMIN_TOKEN = "llm-admin-token"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+
+
+@pytest.fixture(scope="session")
+async def fake_llm() -> AsyncIterator[FakeProvider]:
+    async with fake_provider(FakeConfig(ttft_ms=150, token_delay_ms=40)) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+async def webhook() -> AsyncIterator[Receiver]:
+    """The team's webhook receiver (answers 200 unless a test queues other statuses)."""
+    async with receiver() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+async def llm_server(
+    settings: Settings, services: Services, fake_llm: FakeProvider, webhook: Receiver
+) -> AsyncIterator[LiveServer]:
+    """The app with OpenRouter-style generation and routing on the fake; same database and
+    local embeddings as the session's server. Developer tools on (LLM_ADMIN_TOKEN), hand-off
+    webhooks to `webhook`, retried quickly."""
+    server = LiveServer(
+        settings.model_copy(
+            update={
+                "openrouter_api_key": SecretStr("test-key"),
+                "openrouter_base_url": fake_llm.openai_base_url,
+                "llm_model": LLM_PRIMARY,
+                "llm_fallback_models": [LLM_FALLBACK],
+                "router_model": LLM_ROUTER,
+                "llm_max_retries": 0,
+                "admin_token": SecretStr(LLM_ADMIN_TOKEN),
+                "handoff_webhook_url": webhook.url,
+                "handoff_webhook_secret": SecretStr(WEBHOOK_SECRET),
+                "handoff_webhook_backoff_seconds": 0.05,
+            }
+        )
+    )
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def limited_server(settings: Settings, services: Services) -> AsyncIterator[LiveServer]:
+    """The app with a rate limit of 2 messages a minute (per user and per client address)."""
+    server = LiveServer(settings.model_copy(update={"rate_limit_per_minute": 2}))
+    await server.start()
+    yield server
+    await server.stop()
