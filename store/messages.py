@@ -46,6 +46,8 @@ class Admitted:
 
     seq: int
     started: bool
+    with_team: bool
+    """The conversation was waiting for a person when the message arrived (issue 14)."""
 
 
 async def save_user_message(
@@ -77,7 +79,7 @@ async def save_user_message(
                 "insert into conversations (id, user_id) values (%s, %s) "
                 "on conflict (id) do update set updated_at = now(), "
                 "user_id = coalesce(conversations.user_id, excluded.user_id) "
-                "returning user_id",
+                "returning user_id, status",
                 (conversation_id, user_id),
             )
             insert_cursor = await conn.execute(
@@ -108,7 +110,11 @@ async def save_user_message(
         raise ConversationOwnedByAnotherUser(conversation_id)
     if inserted["status"] == "rejected":
         raise ConversationBusy(conversation_id)
-    return Admitted(seq=int(inserted["seq"]), started=inserted["status"] == "running")
+    return Admitted(
+        seq=int(inserted["seq"]),
+        started=inserted["status"] == "running",
+        with_team=owner["status"] == "waiting_for_human",
+    )
 
 
 async def set_message_agent(pool: Pool, message_id: UUID, agent: str) -> None:

@@ -95,6 +95,9 @@ class _Turn:
     seq: int = 0
     # False when the message was stored already `running` (nobody ahead of it).
     waiting: bool = True
+    # Whether a person may have the conversation when the turn starts: it had one at arrival,
+    # or the message queued behind a turn that may open a hand-off (saves a query per turn).
+    maybe_with_team: bool = True
     started: float = field(default_factory=time.perf_counter)
     route: RouteDecision | None = None
     passages: list[Passage] = field(default_factory=list)
@@ -187,6 +190,7 @@ class TurnRunner:
             reject_if_busy=self._multitask == "reject",
         )
         turn.seq, turn.waiting = admitted.seq, not admitted.started
+        turn.maybe_with_team = admitted.with_team or not admitted.started
         queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._live[turn.reply_id] = turn.live
         task = asyncio.create_task(self._produce(turn, queue))
@@ -287,7 +291,7 @@ class TurnRunner:
     async def _hold_for_team(self, turn: _Turn, emit: Callable[[TurnEvent], None]) -> bool:
         """While a person has the conversation, acknowledge the message and keep it for them
         (`turns/handoff.py`); False when the bot has it."""
-        if self._handoffs is None:
+        if self._handoffs is None or not turn.maybe_with_team:
             return False
         held = await self._handoffs.hold(
             conversation_id=turn.request.conversation_id,
