@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser js run test test-slow lint fmt eval calibrate bench load soak clean db-url db-stop
+.PHONY: help install browser js run test test-slow lint fmt eval calibrate bench load soak retention clean db-url db-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ load: install ## concurrent SSE streams: production mode on the fake provider, t
 
 soak: install ## 1,000 turns under random faults, a Postgres restart and a kill -9, then the audit (bench/results/soak.json)
 	$(BIN)/python -m bench.soak --fresh
+
+retention: install ## checkpoint bytes per turn at turn 10 and 200 of one conversation (bench/results/retention.json)
+	$(BIN)/python -m bench.retention
 
 db-url: install ## print the database URL (for psql)
 	@$(BIN)/chatbot db-url

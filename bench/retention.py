@@ -26,11 +26,13 @@ from store import checkpoints
 from turns.runner import TurnRequest
 
 RESULTS = ROOT / "bench" / "results"
+# Specialist questions only: an escalation would hand the conversation to a person, whose
+# turns do not run the graph (issue 14), and the history would stop growing.
 QUESTIONS = [
-    "Comment relancer un devis par email ?",
-    "Et pour un panier abandonné ?",
-    "Aide-moi à écrire une accroche de reel",
-    "Quelle fréquence de publication sur Instagram ?",
+    "Comment relancer un devis par email avec Brevo ?",
+    "Comment automatiser une relance de panier abandonné ?",
+    "Aide-moi à écrire une accroche de reel Instagram",
+    "Quelle fréquence de publication sur Instagram pour une boutique de bougies ?",
 ]
 
 
@@ -59,6 +61,8 @@ async def grow(turns: int, keep: int) -> dict[str, Any]:
                 samples[n] = await checkpoints.thread_bytes(services.pool, conversation)
         state = await services.graph.aget_state({"configurable": {"thread_id": conversation}})
         history = len(state.values["messages"])
+    if history != 2 * turns:
+        raise RuntimeError(f"the checkpointed history holds {history} messages, not {2 * turns}")
     per_turn = {n: round(total / n) for n, total in samples.items()}
     return {
         "keep_turns": keep,
