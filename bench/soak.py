@@ -31,7 +31,7 @@ import httpx
 
 from bench.load import free_port
 from core.settings import ROOT, Settings
-from devtools.audit import audit
+from devtools.audit import Violation, audit
 from devtools.fake_provider import FakeConfig, fake_provider
 from devtools.processes import ServerProcess, clean_environment
 from services import open_services
@@ -53,6 +53,7 @@ QUESTIONS = [
     "et pour le délai ?",
     "merci, plus court stp",
 ]
+ADMIN_TOKEN = "soak-admin"
 # Fault kind -> (model it targets, fake fault); drawn at random while clients talk.
 FAULTS = {
     "llm_429": (LLM, "429"),
@@ -104,9 +105,22 @@ class Soak:
             TURN_LEASE_SECONDS="3",
             DRAFT_FLUSH_SECONDS="0.5",
             DB_TIMEOUT_SECONDS="2",
+            ADMIN_TOKEN=ADMIN_TOKEN,
         )
 
     async def turn(self, client: httpx.AsyncClient, conversation: str, user: str) -> None:
+        """One message; while the server is down (killed, restarting), the user tries again a
+        little later, as someone would, so the soak's turns reach the server."""
+        for _ in range(60):
+            try:
+                await self._turn(client, conversation, user)
+                return
+            except httpx.ConnectError:
+                self.outcomes["refused_then_retried"] += 1
+                await asyncio.sleep(0.5)
+        self.outcomes["refused"] += 1
+
+    async def _turn(self, client: httpx.AsyncClient, conversation: str, user: str) -> None:
         assert self.server is not None
         leave_after = self.rng.randint(1, 6) if self.rng.random() < 0.08 else None
         payload = {
@@ -134,6 +148,8 @@ class Soak:
                         self.outcomes["end"] += 1
                     elif line == "event: error":
                         self.outcomes["error_event"] += 1
+        except httpx.ConnectError:
+            raise
         except httpx.HTTPError as exc:
             self.outcomes[f"transport_{type(exc).__name__}"] += 1
 
@@ -157,6 +173,31 @@ class Soak:
             model, fault = FAULTS[kind]
             fake.script(model, faults=[fault])
             self.faults[kind] += 1
+
+    async def team(self, stop: asyncio.Event) -> None:
+        """The agency's team: answers some open hand-offs and gives every one back to the bot,
+        so escalated conversations go on being served (and the hand-off path is soaked too)."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+            while not stop.is_set():
+                await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+                assert self.server is not None
+                base = f"{self.server.url}/api/admin/handoffs"
+                try:
+                    listed = await client.get(base)
+                    if listed.status_code != 200:
+                        continue
+                    for handoff in listed.json():
+                        if self.rng.random() < 0.5:
+                            replied = await client.post(
+                                f"{base}/{handoff['id']}/messages",
+                                json={"content": "Bonjour, je prends le relais.", "author": "Léa"},
+                            )
+                            self.outcomes[f"team_reply_{replied.status_code}"] += 1
+                        released = await client.post(f"{base}/{handoff['id']}/release")
+                        self.outcomes[f"team_release_{released.status_code}"] += 1
+                except httpx.HTTPError:
+                    self.outcomes["team_unreachable"] += 1
 
     async def disasters(self, stop: asyncio.Event, duration_hint: float) -> None:
         """One Postgres restart, then one kill -9 of the server (started again)."""
@@ -199,6 +240,7 @@ class Soak:
             per = max(1, self.args.turns // self.args.conversations)
             injector = asyncio.create_task(self.inject(fake, stop))
             disasters = asyncio.create_task(self.disasters(stop, self.args.duration_hint))
+            team = asyncio.create_task(self.team(stop))
             semaphore = asyncio.Semaphore(self.args.concurrency)
 
             async def one(index: int) -> None:
@@ -208,6 +250,7 @@ class Soak:
             await asyncio.gather(*(one(i) for i in range(self.args.conversations)))
             stop.set()
             await disasters
+            await team
             injector.cancel()
             elapsed = time.monotonic() - started
             fake.reset()
@@ -237,10 +280,21 @@ class Soak:
             "disasters": self.events,
             "user_messages_by_status": report.user_messages,
             "violations": report.counts(),
-            "violation_examples": [v.model_dump() for v in report.violations[:20]],
+            "violation_examples": _examples(report.violations),
         }
         result["ok"] = report.ok and not missing
         return result
+
+
+def _examples(violations: list[Violation], per_kind: int = 5) -> list[dict[str, Any]]:
+    """A few violations of each kind (one kind must not hide the others)."""
+    seen: Counter[str] = Counter()
+    kept: list[dict[str, Any]] = []
+    for violation in violations:
+        seen[violation.kind] += 1
+        if seen[violation.kind] <= per_kind:
+            kept.append(violation.model_dump())
+    return kept
 
 
 async def _missing(pool: Any, accepted: list[str]) -> list[str]:

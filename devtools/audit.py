@@ -4,7 +4,9 @@
 - an `answered` message has its answer, and every answer belongs to one accepted message;
 - for every conversation, the checkpointed history and the messages table agree: the same
   messages (id, role, text), in the same order. A `failed` question may be absent from the
-  checkpoint (it failed before the graph took it); a `rejected` one must be absent.
+  checkpoint (it failed before the graph took it), and so is one kept for the team while a
+  person had the conversation (`held`: acknowledged, never routed); a `rejected` one must be
+  absent.
 Each broken promise is listed with the conversation and message it concerns.
 """
 
@@ -78,7 +80,11 @@ def compare_history(
                 )
             )
     in_checkpoint = [str(m.id) for m in checkpoint if str(m.id) in by_id]
-    required = [str(r["id"]) for r in rows if not (r["role"] == "user" and r["status"] == "failed")]
+    required = [
+        str(r["id"])
+        for r in rows
+        if not (r["role"] == "user" and (r["status"] == "failed" or r.get("held")))
+    ]
     missing = [m for m in required if m not in set(in_checkpoint)]
     for message_id in missing:
         violations.append(

@@ -42,12 +42,13 @@ async def orphan_answers(pool: Pool) -> list[dict[str, Any]]:
 
 
 async def answered_without_answer(pool: Pool) -> list[dict[str, Any]]:
-    """User rows marked answered whose answer row is missing."""
+    """User rows marked answered whose answer row is missing (a message kept for the team is
+    answered by its acknowledgement, a `notice`)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "select u.id, u.conversation_id from messages u where u.role = 'user' "
             "and u.status = 'answered' and not exists (select 1 from messages a "
-            "where a.id = u.reply_id and a.role = 'assistant')"
+            "where a.id = u.reply_id and a.role in ('assistant', 'notice'))"
         )
         return [dict(row) for row in await cur.fetchall()]
 
@@ -59,10 +60,13 @@ async def conversation_ids(pool: Pool) -> list[str]:
 
 
 async def ordered_messages(pool: Pool, conversation_id: str) -> list[dict[str, Any]]:
-    """A conversation's rows in conversation order, with what the audit compares."""
+    """A conversation's rows in conversation order, with what the audit compares; `held`: a
+    user message kept for the team while a person had the conversation (never in the graph)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            f"select id, role, content, status from ({ORDERED}) t "
+            "select id, role, content, status, exists (select 1 from messages u "
+            "  join messages a on a.id = u.reply_id and a.role = 'notice' where u.id = t.id) "
+            f"as held from ({ORDERED}) t "
             "order by turn_seq, turn_rank, id".encode(),
             (conversation_id,),
         )

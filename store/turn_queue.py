@@ -11,6 +11,8 @@ messages stop blocking the conversation when their lease expires.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
@@ -76,10 +78,25 @@ class Orphan(BaseModel):
     model: str | None
 
 
-async def claim_orphans(pool: Pool, limit: int = 100) -> list[Orphan]:
+@dataclass(frozen=True)
+class FinishedAnswer:
+    """An orphan's answer the graph had finished and checkpointed before its worker died (only
+    the saving of the turn was lost): the turn is finished as answered with it."""
+
+    content: str
+    agent: str | None
+    metadata: dict[str, Any]
+
+
+async def claim_orphans(
+    pool: Pool,
+    limit: int = 100,
+    finished: Callable[[Orphan], Awaitable[FinishedAnswer | None]] | None = None,
+) -> list[Orphan]:
     """Finish the turns whose lease expired: each user row becomes `failed`, and what its draft
-    had streamed is kept as an `interrupted` answer (the answer's own id, so never twice). Safe
-    to run from every worker at once (`skip locked`)."""
+    had streamed is kept as an `interrupted` answer (the answer's own id, so never twice); but
+    when `finished` finds the whole answer (in the checkpoint), the turn ends `answered` with
+    it, as it would have. Safe to run from every worker at once (`skip locked`)."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "select m.id as user_message_id, m.reply_id, m.conversation_id, m.user_id, m.agent, "
@@ -92,6 +109,33 @@ async def claim_orphans(pool: Pool, limit: int = 100) -> list[Orphan]:
         )
         orphans = [Orphan.model_validate(row) for row in await cur.fetchall()]
         for orphan in orphans:
+            answer = await finished(orphan) if finished is not None else None
+            if answer is not None and orphan.reply_id is not None:
+                await conn.execute(
+                    "insert into messages (id, conversation_id, user_id, role, content, agent, "
+                    "status, model, metadata) values (%s, %s, %s, 'assistant', %s, %s, "
+                    "'complete', %s, %s) on conflict (id) do update set content = "
+                    "excluded.content, status = 'complete', metadata = excluded.metadata",
+                    (
+                        orphan.reply_id,
+                        orphan.conversation_id,
+                        orphan.user_id,
+                        answer.content,
+                        answer.agent or orphan.agent,
+                        orphan.model,
+                        Jsonb({**answer.metadata, "recovered_from": "checkpoint"}),
+                    ),
+                )
+                await conn.execute(
+                    "update messages set status = 'answered', lease_expires_at = null "
+                    "where id = %s",
+                    (orphan.user_message_id,),
+                )
+                await conn.execute(
+                    "delete from answer_drafts where user_message_id = %s",
+                    (orphan.user_message_id,),
+                )
+                continue
             if orphan.content and orphan.reply_id is not None:
                 await conn.execute(
                     "insert into messages (id, conversation_id, user_id, role, content, agent, "

@@ -6,6 +6,10 @@ sweep makes each user message `failed`, keeps what was streamed as an `interrupt
 appends that partial answer to the checkpoint, so the table and the history agree and the next
 message of the conversation is served normally. It runs at start-up and then every lease
 period in every worker (`skip locked`: each orphan is finished by one of them).
+
+A worker can also die (or lose the database) after the graph checkpointed the whole answer but
+before the turn was saved: then the checkpoint is right and the draft is stale, and the turn is
+finished as answered with the checkpoint's answer.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+
 from graph.builder import ChatGraph
 from store import turn_queue
 from store.postgres import Pool
+from store.turn_queue import FinishedAnswer, Orphan
 from turns.runner import append_interrupted_answer
 
 log = logging.getLogger(__name__)
@@ -23,8 +31,23 @@ log = logging.getLogger(__name__)
 
 async def sweep_orphans(pool: Pool, graph: ChatGraph) -> int:
     """Finish every turn whose lease expired; returns how many."""
+
+    async def answer_in_checkpoint(orphan: Orphan) -> FinishedAnswer | None:
+        config: RunnableConfig = {"configurable": {"thread_id": orphan.conversation_id}}
+        state = await graph.aget_state(config)
+        history = state.values.get("messages", []) if state.values else []
+        last = history[-1] if history else None
+        if (
+            isinstance(last, AIMessage)
+            and orphan.reply_id is not None
+            and last.id == str(orphan.reply_id)
+            and not last.response_metadata.get("interrupted")
+        ):
+            return FinishedAnswer(last.text, last.name, dict(last.response_metadata))
+        return None
+
     finished = 0
-    while orphans := await turn_queue.claim_orphans(pool):
+    while orphans := await turn_queue.claim_orphans(pool, finished=answer_in_checkpoint):
         finished += len(orphans)
         for orphan in orphans:
             if orphan.content and orphan.reply_id is not None and orphan.agent:

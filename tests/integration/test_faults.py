@@ -26,11 +26,12 @@ from devtools.processes import ServerProcess, clean_environment
 from ingest.pipeline import ingest_knowledge_base
 from server import serve_in_background
 from services import Services, open_services
-from store import checkpoints, messages
+from store import checkpoints, drafts, messages
 from store.migrations import apply_migrations
 from store.postgres import start_embedded, stop_embedded
 from tests.integration.conftest import _free_port, fresh_database, postgres_dir
 from tests.integration.sse import Event, read_events
+from turns.recovery import sweep_orphans
 from turns.runner import TurnRequest
 
 LLM = "faults/llm"
@@ -457,6 +458,57 @@ async def test_checkpoint_storage_per_turn_stays_flat(fault_services: Services) 
     assert len(kept - {None}) == 3
 
 
+async def test_a_turn_whose_saving_was_lost_is_finished_from_its_checkpoint(
+    fault_services: Services,
+) -> None:
+    """The graph checkpointed the whole answer, then the worker died (or lost the database)
+    before saving the turn: the sweep finishes it as answered with the checkpoint's answer,
+    not as failed with the stale draft, and the audit finds the table and history agreeing."""
+    conversation = f"saving-lost-{uuid4().hex[:6]}"
+    events = [
+        e
+        async for e in await fault_services.turns.start(
+            TurnRequest(
+                conversation_id=conversation,
+                user_id="lost",
+                message="Comment configurer DKIM pour mes emails ?",
+            )
+        )
+    ]
+    assert events[-1].kind == "end"
+    await fault_services.turns.wait_idle()
+    history = await messages.list_messages(fault_services.pool, conversation)
+    question, answer = history
+    # Undo the saving of the turn, leaving what a dead worker leaves: a running message with
+    # an expired lease and the draft of the first words.
+    async with fault_services.pool.connection() as conn:
+        await conn.execute("delete from messages where id = %s", (answer.id,))
+        await conn.execute(
+            "update messages set status = 'running', "
+            "lease_expires_at = now() - interval '1 second' where id = %s",
+            (question.id,),
+        )
+    await drafts.save(
+        fault_services.pool,
+        drafts.Draft(
+            message_id=answer.id,
+            user_message_id=question.id,
+            conversation_id=conversation,
+            agent=answer.agent,
+            content=answer.content[:8],
+        ),
+    )
+    assert await sweep_orphans(fault_services.pool, fault_services.graph) >= 1
+    restored = await messages.list_messages(fault_services.pool, conversation)
+    assert [(m.id, m.role, m.status) for m in restored] == [
+        (question.id, "user", "answered"),
+        (answer.id, "assistant", "complete"),
+    ]
+    assert restored[1].content == answer.content
+    report = await audit(fault_services.pool, fault_services.graph, [conversation])
+    assert report.violations == []
+
+
 async def test_the_audit_finds_every_kind_of_broken_promise(
     data_dir: Path, fault_settings: Settings, knowledge_dir: Path
 ) -> None:
@@ -497,14 +549,21 @@ async def test_the_audit_finds_every_kind_of_broken_promise(
 
 
 def test_compare_history_on_its_own() -> None:
-    table = [
+    table: list[dict[str, Any]] = [
         {"id": "u1", "role": "user", "content": "q1", "status": "answered"},
         {"id": "a1", "role": "assistant", "content": "r1", "status": "complete"},
         {"id": "u2", "role": "user", "content": "q2", "status": "failed"},
         {"id": "u3", "role": "user", "content": "q3", "status": "rejected"},
+        # Kept for the team while a person had the conversation: acknowledged, never routed.
+        {"id": "u4", "role": "user", "content": "q4", "status": "answered", "held": True},
+        {"id": "n4", "role": "notice", "content": "ack", "status": "complete"},
     ]
     agree = [HumanMessage("q1", id="u1"), AIMessage("r1", id="a1")]
     assert compare_history("c", table, agree) == []
+    not_held = [{**row, "held": False} for row in table]
+    assert [v.kind for v in compare_history("c", not_held, agree)] == [
+        "table_message_not_in_checkpoint"
+    ]
     assert compare_history("c", table, [*agree, HumanMessage("q2", id="u2")]) == []
     swapped = [AIMessage("r1", id="a1"), HumanMessage("q1", id="u1")]
     assert [v.kind for v in compare_history("c", table, swapped)] == ["order_differs"]
