@@ -72,7 +72,10 @@ class Orphan(BaseModel):
     conversation_id: str
     user_id: str | None
     agent: str | None
+    question: str
+    """The user's message."""
     content: str | None
+    """What the draft had streamed of the answer."""
     route: dict[str, Any] | None
     sources: list[dict[str, Any]] | None
     model: str | None
@@ -100,7 +103,7 @@ async def claim_orphans(
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "select m.id as user_message_id, m.reply_id, m.conversation_id, m.user_id, m.agent, "
-            "d.content, d.route, d.sources, d.model "
+            "m.content as question, d.content, d.route, d.sources, d.model "
             "from messages m left join answer_drafts d on d.user_message_id = m.id "
             "where m.role = 'user' and m.status in ('received', 'running') "
             "and m.lease_expires_at < now() "

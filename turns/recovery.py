@@ -59,6 +59,7 @@ async def sweep_orphans(pool: Pool, graph: ChatGraph) -> int:
                         reply_id=str(orphan.reply_id),
                         agent=orphan.agent,
                         content=orphan.content,
+                        question=orphan.question,
                     )
                 except Exception:
                     log.exception("could not repair the checkpoint of %s", orphan.conversation_id)

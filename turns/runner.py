@@ -527,6 +527,7 @@ class TurnRunner:
             reply_id=str(turn.reply_id),
             agent=turn.route.route,
             content="".join(turn.parts),
+            question=turn.request.message,
         )
 
 
@@ -538,23 +539,31 @@ async def append_interrupted_answer(
     reply_id: str,
     agent: str,
     content: str,
+    question: str | None = None,
 ) -> bool:
     """Append what was streamed of an answer to the conversation's checkpoint, as written by
-    that persona's node, if the question it answers is the checkpoint's last message."""
+    that persona's node, if the question it answers is the checkpoint's last message.
+
+    A worker killed right after the run's input was checkpointed leaves the question only as
+    a pending write: it is not in the history yet. Given the `question`, both are appended
+    (with the question's own id, so if the pending write is ever applied, it replaces the
+    question in place instead of adding it twice)."""
     if agent not in ROUTES:
         return False
     config: RunnableConfig = {"configurable": {"thread_id": conversation_id}}
     state = await graph.aget_state(config)
     history = state.values.get("messages", []) if state.values else []
-    if not history or not isinstance(history[-1], HumanMessage):
-        return False
-    if history[-1].id != user_message_id:
-        return False
-    message = AIMessage(
+    answer = AIMessage(
         content=content, name=agent, id=reply_id, response_metadata={"interrupted": True}
     )
-    await graph.aupdate_state(config, {"messages": [message]}, as_node=agent)
-    return True
+    if history and isinstance(history[-1], HumanMessage) and history[-1].id == user_message_id:
+        await graph.aupdate_state(config, {"messages": [answer]}, as_node=agent)
+        return True
+    if question is not None and all(message.id != user_message_id for message in history):
+        pending = HumanMessage(content=question, id=user_message_id)
+        await graph.aupdate_state(config, {"messages": [pending, answer]}, as_node=agent)
+        return True
+    return False
 
 
 async def _drain(queue: asyncio.Queue[TurnEvent | None]) -> AsyncIterator[TurnEvent]:

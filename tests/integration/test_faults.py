@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import SecretStr
 
 from core.settings import Settings
@@ -32,7 +33,7 @@ from store.postgres import start_embedded, stop_embedded
 from tests.integration.conftest import _free_port, fresh_database, postgres_dir
 from tests.integration.sse import Event, read_events
 from turns.recovery import sweep_orphans
-from turns.runner import TurnRequest
+from turns.runner import TurnRequest, append_interrupted_answer
 
 LLM = "faults/llm"
 # Long enough to be cut in the middle: ~60 words.
@@ -507,6 +508,51 @@ async def test_a_turn_whose_saving_was_lost_is_finished_from_its_checkpoint(
     assert restored[1].content == answer.content
     report = await audit(fault_services.pool, fault_services.graph, [conversation])
     assert report.violations == []
+
+
+async def test_a_partial_answer_is_kept_when_the_question_was_only_pending(
+    fault_services: Services,
+) -> None:
+    """Killed right after the run's input was checkpointed, the question is only a pending
+    write, not in the history: the repair appends the question and the partial answer, and a
+    later application of the pending question replaces it in place (same id)."""
+    conversation = f"pending-{uuid4().hex[:6]}"
+    events = await fault_services.turns.start(
+        TurnRequest(conversation_id=conversation, user_id="p", message="Comment configurer DKIM ?")
+    )
+    assert [e async for e in events][-1].kind == "end"
+    await fault_services.turns.wait_idle()
+    question_id, reply_id = str(uuid4()), str(uuid4())
+    repaired = await append_interrupted_answer(
+        fault_services.graph,
+        conversation_id=conversation,
+        user_message_id=question_id,
+        reply_id=reply_id,
+        agent="audrey",
+        content="Pour DKIM, ",
+        question="Et SPF ?",
+    )
+    assert repaired
+    config: RunnableConfig = {"configurable": {"thread_id": conversation}}
+    history = (await fault_services.graph.aget_state(config)).values["messages"]
+    assert [(type(m), m.id, m.text) for m in history[-2:]] == [
+        (HumanMessage, question_id, "Et SPF ?"),
+        (AIMessage, reply_id, "Pour DKIM, "),
+    ]
+    await fault_services.graph.aupdate_state(
+        config, {"messages": [HumanMessage("Et SPF ?", id=question_id)]}, as_node="audrey"
+    )
+    again = (await fault_services.graph.aget_state(config)).values["messages"]
+    assert [m.id for m in again] == [m.id for m in history]
+    # Without the question's text nothing can be placed: nothing is written.
+    assert not await append_interrupted_answer(
+        fault_services.graph,
+        conversation_id=conversation,
+        user_message_id=str(uuid4()),
+        reply_id=str(uuid4()),
+        agent="audrey",
+        content="x",
+    )
 
 
 async def test_the_audit_finds_every_kind_of_broken_promise(
