@@ -33,17 +33,19 @@ async def sweep_orphans(pool: Pool, graph: ChatGraph) -> int:
     """Finish every turn whose lease expired; returns how many."""
 
     async def answer_in_checkpoint(orphan: Orphan) -> FinishedAnswer | None:
+        # Anywhere in the history, not only last: once this turn's lease expired, the
+        # conversation's next message may have started (and died) after it.
+        if orphan.reply_id is None:
+            return None
         config: RunnableConfig = {"configurable": {"thread_id": orphan.conversation_id}}
         state = await graph.aget_state(config)
-        history = state.values.get("messages", []) if state.values else []
-        last = history[-1] if history else None
-        if (
-            isinstance(last, AIMessage)
-            and orphan.reply_id is not None
-            and last.id == str(orphan.reply_id)
-            and not last.response_metadata.get("interrupted")
-        ):
-            return FinishedAnswer(last.text, last.name, dict(last.response_metadata))
+        for message in state.values.get("messages", []) if state.values else []:
+            if (
+                isinstance(message, AIMessage)
+                and message.id == str(orphan.reply_id)
+                and not message.response_metadata.get("interrupted")
+            ):
+                return FinishedAnswer(message.text, message.name, dict(message.response_metadata))
         return None
 
     finished = 0
