@@ -82,7 +82,7 @@ bench: install ## time-to-first-token and latency percentiles of the embedded de
 load: install ## concurrent SSE streams: production mode on the fake provider, then embedded (bench/results/load.json)
 	$(BIN)/python -m bench.load
 
-soak: install ## 1,000 turns under random faults, a Postgres restart and a kill -9, then the audit (bench/results/soak.json)
+soak: install ## 1,100 turns under random faults, a Postgres restart and a kill -9, then the audit (bench/results/soak.json)
 	$(BIN)/python -m bench.soak --fresh
 
 retention: install ## checkpoint bytes per turn at turn 10 and 200 of one conversation (bench/results/retention.json)

@@ -1,6 +1,6 @@
 """Fault soak: many turns under random faults, then an audit of the database.
 
-    make soak                                   # 1,000 turns over 120 conversations
+    make soak                                   # 1,100 turns over 120 conversations
     .venv/bin/python -m bench.soak --turns 2000 --conversations 200
 
 Production mode on the project's fake provider (in this process) and a real server (its own
@@ -314,7 +314,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--turns", type=int, default=1100)
     parser.add_argument("--conversations", type=int, default=120)
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
