@@ -79,6 +79,18 @@ class StreamResult:
     error: str | None = None
 
 
+def _error_code(lines: bytes) -> str:
+    """The `code` of the first error event in `lines` (the API's SSE contract)."""
+    after = lines[lines.index(b"event: error") :]
+    for line in after.splitlines():
+        if line.startswith(b"data: "):
+            try:
+                return str(json.loads(line[6:]).get("code", "?"))
+            except ValueError:
+                break
+    return "?"
+
+
 async def sse_stream(port: int, payload: dict[str, Any], within: float) -> StreamResult:
     """POST /api/chat/stream on a raw socket; time the token events as they arrive."""
     body = json.dumps(payload).encode()
@@ -96,7 +108,8 @@ async def sse_stream(port: int, payload: dict[str, Any], within: float) -> Strea
     token_times: list[float] = []
     buffer = b""
     status = b""
-    ended = errored = False
+    ended = False
+    error_code: str | None = None
     try:
         async with asyncio.timeout(within):
             while True:
@@ -116,7 +129,8 @@ async def sse_stream(port: int, payload: dict[str, Any], within: float) -> Strea
                 complete, buffer = buffer[: cut + 1], buffer[cut + 1 :]
                 token_times.extend([now] * complete.count(b"event: token"))
                 ended = ended or b"event: end" in complete
-                errored = errored or b"event: error" in complete
+                if error_code is None and b"event: error" in complete:
+                    error_code = _error_code(complete)
     except TimeoutError:
         return StreamResult(False, error="timeout")
     except OSError as exc:
@@ -125,8 +139,8 @@ async def sse_stream(port: int, payload: dict[str, Any], within: float) -> Strea
         writer.close()
     if b" 200 " not in status:
         return StreamResult(False, error=status.decode(errors="replace") or "no response")
-    if errored or not ended or not token_times:
-        return StreamResult(False, error="error event" if errored else "no end")
+    if error_code is not None or not ended or not token_times:
+        return StreamResult(False, error=f"error event: {error_code}" if error_code else "no end")
     return StreamResult(
         True,
         ttft_ms=(token_times[0] - started) * 1000,
@@ -261,6 +275,7 @@ async def sweep(mode: str, steps: list[int], workers: int, fresh: bool) -> dict[
             LLM_TIMEOUT_SECONDS="120",
         )
     server = ServerProcess(env)
+    print(f"{mode} server log: {server.log}", flush=True)
     try:
         await server.ready(within=600)
         # Warm-up: caches, connections, the first embeddings; not measured.

@@ -27,12 +27,15 @@ class Draft(BaseModel):
 
 
 async def save(pool: Pool, draft: Draft) -> None:
-    """Write the draft as it stands (one upsert; only the streaming turn writes it)."""
+    """Write the draft as it stands (one upsert; only the streaming turn writes it), unless
+    its turn has ended meanwhile: a late write must not leave a draft behind."""
     async with pool.connection() as conn:
         await conn.execute(
             "insert into answer_drafts (message_id, user_message_id, conversation_id, agent, "
             "route, sources, degraded, content, model, updated_at) "
-            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
+            "select %s, %s, %s, %s, %s, %s, %s, %s, %s, now() "
+            "where exists (select 1 from messages m where m.id = %s "
+            "  and m.status in ('received', 'running')) "
             "on conflict (message_id) do update set agent = excluded.agent, "
             "route = excluded.route, sources = excluded.sources, degraded = excluded.degraded, "
             "content = excluded.content, model = excluded.model, updated_at = now()",
@@ -46,6 +49,7 @@ async def save(pool: Pool, draft: Draft) -> None:
                 draft.degraded,
                 draft.content,
                 draft.model,
+                draft.user_message_id,
             ),
         )
 

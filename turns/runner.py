@@ -112,6 +112,9 @@ class _Turn:
     held: bool = False
     # Set when the draft in the database is behind what was streamed.
     unsaved: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the turn ends: its helper tasks stop on it, not only on cancellation (a cancel
+    # that lands while psycopg_pool waits can be swallowed under Python 3.11).
+    over: bool = False
 
     def elapsed_ms(self, at: float | None = None) -> int:
         return int(((at or time.perf_counter()) - self.started) * 1000)
@@ -222,7 +225,7 @@ class TurnRunner:
             )
         )
         lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._keep_lease(turn.user_message_id, lost))
+        heartbeat = asyncio.create_task(self._keep_lease(turn, lost))
         flusher = asyncio.create_task(self._flush_drafts(turn))
         run: TracedRun | None = None
         error: ErrorEvent | None = None
@@ -250,10 +253,13 @@ class TurnRunner:
                 message_id=str(turn.reply_id),
             )
         finally:
+            turn.over = True
+            turn.unsaved.set()  # wakes the flusher, which sees the turn is over
             for task in (heartbeat, flusher):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Never wait on them unboundedly: a helper that swallowed its cancellation still
+            # stops by itself on `over` (within a lease period).
+            await asyncio.wait((heartbeat, flusher), timeout=1.0)
         latency_ms = turn.elapsed_ms()
         try:
             await self._open_handoff(turn)
@@ -359,11 +365,14 @@ class TurnRunner:
         if ended is not None:
             ended.set()
 
-    async def _keep_lease(self, message_id: UUID, lost: asyncio.Event) -> None:
+    async def _keep_lease(self, turn: _Turn, lost: asyncio.Event) -> None:
         """Renew the message's lease while it waits or runs; flag `lost` if it cannot."""
+        message_id = turn.user_message_id
         period = self._lease_seconds / 3
-        while True:
+        while not turn.over:
             await asyncio.sleep(period)
+            if turn.over:
+                return
             try:
                 renewed = await turn_queue.renew(self._pool, message_id, self._lease_seconds)
             except Exception:
@@ -377,9 +386,11 @@ class TurnRunner:
         """Write the draft when it is behind, every `draft_seconds` (off the token path). The
         first write waits a period too: most turns end before it, and the draft only matters
         for a turn still running (a resume elsewhere) or a crash."""
-        while True:
+        while not turn.over:
             await asyncio.sleep(self._draft_seconds)
             await turn.unsaved.wait()
+            if turn.over:
+                return
             turn.unsaved.clear()
             try:
                 await drafts.save(self._pool, turn.draft())
