@@ -112,3 +112,4 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             finally:
                 sweeper.cancel()
                 await turns.wait_idle()
+                await turns.close()

@@ -3,6 +3,7 @@ worker can resume the stream and a crash keeps what was said."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -26,32 +27,44 @@ class Draft(BaseModel):
     model: str | None = None
 
 
+async def save_many(pool: Pool, many: Sequence[Draft]) -> None:
+    """`save` for every draft that is behind, in one pipeline (one round trip)."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.executemany(_UPSERT, [_params(draft) for draft in many])
+
+
+_UPSERT = (
+    "insert into answer_drafts (message_id, user_message_id, conversation_id, agent, "
+    "route, sources, degraded, content, model, updated_at) "
+    "select %s, %s, %s, %s, %s, %s, %s, %s, %s, now() "
+    "where exists (select 1 from messages m where m.id = %s "
+    "  and m.status in ('received', 'running')) "
+    "on conflict (message_id) do update set agent = excluded.agent, "
+    "route = excluded.route, sources = excluded.sources, degraded = excluded.degraded, "
+    "content = excluded.content, model = excluded.model, updated_at = now()"
+)
+
+
+def _params(draft: Draft) -> tuple[Any, ...]:
+    return (
+        draft.message_id,
+        draft.user_message_id,
+        draft.conversation_id,
+        draft.agent,
+        Jsonb(draft.route) if draft.route is not None else None,
+        Jsonb(draft.sources) if draft.sources is not None else None,
+        draft.degraded,
+        draft.content,
+        draft.model,
+        draft.user_message_id,
+    )
+
+
 async def save(pool: Pool, draft: Draft) -> None:
     """Write the draft as it stands (one upsert; only the streaming turn writes it), unless
     its turn has ended meanwhile: a late write must not leave a draft behind."""
     async with pool.connection() as conn:
-        await conn.execute(
-            "insert into answer_drafts (message_id, user_message_id, conversation_id, agent, "
-            "route, sources, degraded, content, model, updated_at) "
-            "select %s, %s, %s, %s, %s, %s, %s, %s, %s, now() "
-            "where exists (select 1 from messages m where m.id = %s "
-            "  and m.status in ('received', 'running')) "
-            "on conflict (message_id) do update set agent = excluded.agent, "
-            "route = excluded.route, sources = excluded.sources, degraded = excluded.degraded, "
-            "content = excluded.content, model = excluded.model, updated_at = now()",
-            (
-                draft.message_id,
-                draft.user_message_id,
-                draft.conversation_id,
-                draft.agent,
-                Jsonb(draft.route) if draft.route is not None else None,
-                Jsonb(draft.sources) if draft.sources is not None else None,
-                draft.degraded,
-                draft.content,
-                draft.model,
-                draft.user_message_id,
-            ),
-        )
+        await conn.execute(_UPSERT, _params(draft))
 
 
 async def get(pool: Pool, message_id: UUID) -> Draft | None:

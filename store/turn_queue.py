@@ -49,19 +49,18 @@ async def try_start(
     return "waiting" if row is not None and row["status"] == "received" else "gone"
 
 
-async def renew(pool: Pool, message_id: UUID, lease_seconds: float) -> bool:
-    """Extend the lease of a pending message; False when it was lost (expired, or swept).
-
-    A running turn whose lease already expired may have been overtaken: it must stop.
-    """
+async def renew_many(pool: Pool, message_ids: list[UUID], lease_seconds: float) -> set[UUID]:
+    """Extend the leases of the messages a worker holds, in one statement; returns those
+    renewed. A running turn whose lease already expired may have been overtaken: it is not
+    renewed and must stop."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "update messages set lease_expires_at = now() + make_interval(secs => %s) "
-            "where id = %s and status in ('received', 'running') "
+            "where id = any(%s) and status in ('received', 'running') "
             "and (status = 'received' or lease_expires_at > now()) returning id",
-            (lease_seconds, message_id),
+            (lease_seconds, message_ids),
         )
-        return await cur.fetchone() is not None
+        return {row["id"] for row in await cur.fetchall()}
 
 
 class Orphan(BaseModel):

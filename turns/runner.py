@@ -112,9 +112,6 @@ class _Turn:
     held: bool = False
     # Set when the draft in the database is behind what was streamed.
     unsaved: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set when the turn ends: its helper tasks stop on it, not only on cancellation (a cancel
-    # that lands while psycopg_pool waits can be swallowed under Python 3.11).
-    over: bool = False
 
     def elapsed_ms(self, at: float | None = None) -> int:
         return int(((at or time.perf_counter()) - self.started) * 1000)
@@ -158,6 +155,9 @@ class TurnRunner:
         self._multitask = multitask
         self._lease_seconds = lease_seconds
         self._draft_seconds = draft_seconds
+        # The messages whose turns this process runs or queues, with their `lost` flags.
+        self._held: dict[UUID, tuple[_Turn, asyncio.Event]] = {}
+        self._keepers: list[asyncio.Task[None]] = []
         self._keep_turns = keep_turns
         self._handoffs = handoffs
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
@@ -225,8 +225,8 @@ class TurnRunner:
             )
         )
         lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._keep_lease(turn, lost))
-        flusher = asyncio.create_task(self._flush_drafts(turn))
+        self._start_keepers()
+        self._held[turn.user_message_id] = (turn, lost)
         run: TracedRun | None = None
         error: ErrorEvent | None = None
         failure: BaseException | None = None
@@ -253,13 +253,7 @@ class TurnRunner:
                 message_id=str(turn.reply_id),
             )
         finally:
-            turn.over = True
-            turn.unsaved.set()  # wakes the flusher, which sees the turn is over
-            for task in (heartbeat, flusher):
-                task.cancel()
-            # Never wait on them unboundedly: a helper that swallowed its cancellation still
-            # stops by itself on `over` (within a lease period).
-            await asyncio.wait((heartbeat, flusher), timeout=1.0)
+            self._held.pop(turn.user_message_id, None)
         latency_ms = turn.elapsed_ms()
         try:
             await self._open_handoff(turn)
@@ -365,37 +359,63 @@ class TurnRunner:
         if ended is not None:
             ended.set()
 
-    async def _keep_lease(self, turn: _Turn, lost: asyncio.Event) -> None:
-        """Renew the message's lease while it waits or runs; flag `lost` if it cannot."""
-        message_id = turn.user_message_id
-        period = self._lease_seconds / 3
-        while not turn.over:
-            await asyncio.sleep(period)
-            if turn.over:
-                return
-            try:
-                renewed = await turn_queue.renew(self._pool, message_id, self._lease_seconds)
-            except Exception:
-                log.warning("could not renew the lease of message %s", message_id, exc_info=True)
-                continue
-            if not renewed:
-                lost.set()
-                return
+    def _start_keepers(self) -> None:
+        """Start this process's lease keeper and draft flusher (once, on the running loop)."""
+        if not self._keepers:
+            self._keepers = [
+                asyncio.create_task(self._keep_leases()),
+                asyncio.create_task(self._flush_drafts()),
+            ]
 
-    async def _flush_drafts(self, turn: _Turn) -> None:
-        """Write the draft when it is behind, every `draft_seconds` (off the token path). The
-        first write waits a period too: most turns end before it, and the draft only matters
-        for a turn still running (a resume elsewhere) or a crash."""
-        while not turn.over:
-            await asyncio.sleep(self._draft_seconds)
-            await turn.unsaved.wait()
-            if turn.over:
-                return
-            turn.unsaved.clear()
+    async def close(self) -> None:
+        """Stop the keepers (after `wait_idle`, at shutdown)."""
+        for task in self._keepers:
+            task.cancel()
+        if self._keepers:
+            await asyncio.wait(self._keepers, timeout=1.0)
+        self._keepers = []
+
+    async def _keep_leases(self) -> None:
+        """Renew the lease of every message this process holds, in one statement per period
+        (not one per turn: at hundreds of turns, per-turn renewals queued behind the pool and
+        expired); a message whose lease could not be renewed has its turn flagged lost."""
+        period = self._lease_seconds / 3
+        while True:
+            await asyncio.sleep(period)
+            held = dict(self._held)
+            if not held:
+                continue
             try:
-                await drafts.save(self._pool, turn.draft())
+                renewed = await turn_queue.renew_many(self._pool, list(held), self._lease_seconds)
             except Exception:
-                log.warning("could not save the draft of %s", turn.reply_id, exc_info=True)
+                log.warning("could not renew the leases of %d message(s)", len(held), exc_info=True)
+                continue
+            for message_id, (_, lost) in held.items():
+                if message_id not in renewed and message_id in self._held:
+                    lost.set()
+
+    async def _flush_drafts(self) -> None:
+        """Every `draft_seconds`, write the drafts that are behind, all in one pipeline (off
+        the token path). A turn's first write waits a period too: most turns end before it,
+        and a draft only matters for a turn still running (a resume elsewhere) or a crash."""
+        while True:
+            await asyncio.sleep(self._draft_seconds)
+            now = time.perf_counter()
+            behind = [
+                turn
+                for turn, _ in list(self._held.values())
+                if turn.unsaved.is_set() and now - turn.started >= self._draft_seconds
+            ]
+            if not behind:
+                continue
+            for turn in behind:
+                turn.unsaved.clear()
+            try:
+                await drafts.save_many(self._pool, [turn.draft() for turn in behind])
+            except Exception:
+                log.warning("could not save %d draft(s)", len(behind), exc_info=True)
+                for turn in behind:
+                    turn.unsaved.set()
 
     def _traced_run(self, turn: _Turn) -> TracedRun:
         request = turn.request
