@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     multitask: Literal["enqueue", "reject"] = "enqueue"
     # A turn's lease: renewed every third of it; a killed worker's turns expire after it.
     turn_lease_seconds: float = Field(default=10.0, ge=2.0, le=300.0)
+    # Graph runs at once per worker; more wait their turn in memory, holding no connection
+    # (their stream already said the message was received). Beyond what the cores can run,
+    # more at once only makes every turn slower and the pool wait longer (bench/load.py).
+    max_running_turns: int = Field(default=96, ge=1, le=10_000)
     # Threads for CPU work (the embedded e5 model); network I/O never leaves the event loop.
     cpu_threads: int = Field(default=2, ge=1, le=64)
     # How often a streaming answer is flushed as a draft (resume from another worker, crash).

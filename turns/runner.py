@@ -145,6 +145,7 @@ class TurnRunner:
         *,
         multitask: Multitask = "enqueue",
         lease_seconds: float = 10.0,
+        max_running: int = 96,
         draft_seconds: float = 1.0,
         keep_turns: int = 20,
         handoffs: HandoffDesk | None = None,
@@ -157,6 +158,8 @@ class TurnRunner:
         self._draft_seconds = draft_seconds
         # The messages whose turns this process runs or queues, with their `lost` flags.
         self._held: dict[UUID, tuple[_Turn, asyncio.Event]] = {}
+        # First come, first served (asyncio.Semaphore wakes waiters in order).
+        self._running = asyncio.Semaphore(max_running)
         self._keepers: list[asyncio.Task[None]] = []
         self._keep_turns = keep_turns
         self._handoffs = handoffs
@@ -233,8 +236,11 @@ class TurnRunner:
         try:
             await self._wait_for_turn(turn, lost)
             if not await self._hold_for_team(turn, emit):
-                run = self._traced_run(turn)
-                await self._run_until_lost(run, turn, emit, lost)
+                async with self._running:
+                    if lost.is_set():
+                        raise TurnLost("the turn's lease expired while it waited to run")
+                    run = self._traced_run(turn)
+                    await self._run_until_lost(run, turn, emit, lost)
         except Exception as exc:
             failure = exc
             lost_turn = isinstance(exc, TurnLost)
