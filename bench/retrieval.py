@@ -94,6 +94,7 @@ class ExactSearch:
 @dataclass
 class ScopeFigures:
     hybrid_ms: list[float] = dataclasses.field(default_factory=list)
+    vector_ms: list[float] = dataclasses.field(default_factory=list)
     recall: list[float] = dataclasses.field(default_factory=list)
     short_hybrid: int = 0
     short_vector: int = 0
@@ -101,6 +102,7 @@ class ScopeFigures:
     def summary(self) -> dict[str, Any]:
         return {
             "hybrid_ms": spread(self.hybrid_ms),
+            "vector_only_ms": spread(self.vector_ms),
             "recall_at_10": round(float(np.mean(self.recall)), 4) if self.recall else None,
             "recall_at_10_min": round(float(np.min(self.recall)), 2) if self.recall else None,
             "short_results_hybrid": self.short_hybrid,
@@ -130,7 +132,9 @@ async def measure(
     for query in queries:
         for route, scope in SCOPES.items():
             # No text: the function's vector path alone, in its own order.
+            started = time.perf_counter()
             hits = await documents.search_hybrid_on(conn, query.vector, "", scope, K, tuning)
+            figures[route].vector_ms.append((time.perf_counter() - started) * 1000)
             truth = set(exact.top(query.vector, route))
             figures[route].recall.append(len(truth & {h.id for h in hits}) / K)
             figures[route].short_vector += len(hits) < K
@@ -157,6 +161,7 @@ def combined(figures: dict[Route, ScopeFigures], routes: Sequence[Route]) -> dic
     pooled = ScopeFigures()
     for route in routes:
         pooled.hybrid_ms += figures[route].hybrid_ms
+        pooled.vector_ms += figures[route].vector_ms
         pooled.recall += figures[route].recall
         pooled.short_hybrid += figures[route].short_hybrid
         pooled.short_vector += figures[route].short_vector
@@ -174,7 +179,7 @@ def report(figures: dict[Route, ScopeFigures]) -> dict[str, Any]:
 
 def sweep_grid(base: SearchTuning) -> list[SearchTuning]:
     """The knobs tried around the settings' values, one at a time."""
-    grid = [dataclasses.replace(base, ef_search=ef) for ef in (40, 100, 150, 300)]
+    grid = [dataclasses.replace(base, ef_search=ef) for ef in (40, 100, 150, 175, 250, 300)]
     grid += [dataclasses.replace(base, text_budget=budget) for budget in (100, 250, 500, 1000)]
     return [t for t in dict.fromkeys(grid) if t != base]
 

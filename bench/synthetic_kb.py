@@ -67,6 +67,7 @@ MIXED, SAME_DOCUMENT = 3, 0.5
 # The spread each vector gets (x the difference of two real sentence vectors; see above).
 SPREAD = 0.45
 
+
 @dataclass(frozen=True)
 class SampleChunk:
     """A real chunk of the sample base: its owner, document, sentences and their vectors."""
@@ -223,7 +224,7 @@ async def open_knowledge_base(
     """The 100k base's pool (built first if missing or stale) and its build manifest."""
     manifest_path = data_dir / "kb100k.json"
     current: dict[str, Any] | None = None
-    if rebuild and data_dir.exists():
+    if rebuild and await asyncio.to_thread(data_dir.exists):
         await asyncio.to_thread(stop_embedded, data_dir)
         shutil.rmtree(data_dir)
     if manifest_path.exists():
@@ -232,7 +233,7 @@ async def open_knowledge_base(
             current = None
     url = await asyncio.to_thread(start_embedded, data_dir)
     await apply_migrations(url)
-    pool = await open_pool(url, max_size=4, wait_seconds=30)
+    pool = await open_pool(url, max_size=4)
     if current is None:
         log.info("building the 100k-chunk base under %s (once)", data_dir)
         # The ingested sample is kept (ingestion is idempotent); the synthetic rows of an older
