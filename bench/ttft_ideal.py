@@ -149,6 +149,14 @@ async def create_thread(url: str) -> str:
         return str(response.json()["thread_id"])
 
 
+def _has_text(line: str) -> bool:
+    """An OpenAI stream line carrying answer text (the first chunk only names the role)."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return False
+    choices = json.loads(line.removeprefix("data: ")).get("choices") or [{}]
+    return bool((choices[0].get("delta") or {}).get("content"))
+
+
 async def provider_floor(fake_url: str, samples: int = 10) -> dict[str, float]:
     """What each provider call costs with nothing of ours around it: a bare keep-alive HTTP
     client against the fake (p50, ms). The fake's own handling and loopback HTTP are in these,
@@ -175,7 +183,7 @@ async def provider_floor(fake_url: str, samples: int = 10) -> dict[str, float]:
                 "POST", "/v1/chat/completions", json={**chat, "stream": True}
             ) as response:
                 async for line in response.aiter_lines():
-                    if '"content":"' in line.replace(" ", "") and '"content":""' not in line:
+                    if _has_text(line):
                         calls["first"].append((time.perf_counter() - started) * 1000)
                         break
     return {name: round(statistics.median(times), 1) for name, times in calls.items()}
