@@ -452,9 +452,7 @@ async def bulk_load(
             )
             vector_indexes = [(row["indexname"], row["indexdef"]) for row in await cur.fetchall()]
             for name, _ in vector_indexes:
-                await conn.execute(
-                    sql.SQL("drop index {}").format(sql.Identifier(name))
-                )
+                await conn.execute(sql.SQL("drop index {}").format(sql.Identifier(name)))
             async with (
                 conn.cursor() as copy_cursor,
                 copy_cursor.copy(
