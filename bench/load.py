@@ -35,17 +35,11 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.fixed_latency import LATENCIES, production_settings, start_fake_provider
 from core.settings import ROOT
 from devtools.processes import ServerProcess, clean_environment
 
 RESULTS = ROOT / "bench" / "results"
-LATENCIES = {
-    "router_ms": 300,
-    "embeddings_ms": 120,
-    "rerank_ms": 150,
-    "llm_first_token_ms": 400,
-    "tokens_per_second": 30,
-}
 QUESTIONS = [
     "Comment automatiser mes emails de bienvenue ?",
     "Aide-moi à créer un reel viral sur Instagram",
@@ -235,45 +229,9 @@ async def sweep(mode: str, steps: list[int], workers: int, fresh: bool) -> dict[
     )
     fake: ServerProcess | None = None
     if mode == "production":
-        fake_port = free_port()
-        fake = ServerProcess(
-            clean_environment(PORT=str(fake_port)),
-            command=(
-                "-m",
-                "devtools.fake_provider",
-                "--port",
-                str(fake_port),
-                "--ttft-ms",
-                str(LATENCIES["llm_first_token_ms"]),
-                "--token-delay-ms",
-                str(1000 / LATENCIES["tokens_per_second"]),
-                "--completion-ms",
-                str(LATENCIES["router_ms"]),
-                "--embedding-delay-ms",
-                str(LATENCIES["embeddings_ms"]),
-                "--rerank-delay-ms",
-                str(LATENCIES["rerank_ms"]),
-                "--embedding-dimensions",
-                "256",
-            ),
-            health_path="/v1/models",
-        )
+        fake = start_fake_provider()
         await fake.ready()
-        env.update(
-            OPENROUTER_API_KEY="load",
-            OPENROUTER_BASE_URL=f"{fake.url}/v1",
-            LLM_MODEL="openai/gpt-4o-mini",
-            OPENAI_API_KEY="load",
-            OPENAI_BASE_URL=f"{fake.url}/v1",
-            EMBEDDING_DIMENSIONS="256",
-            COHERE_API_KEY="load",
-            COHERE_BASE_URL=fake.url,
-            LLM_FIRST_TOKEN_TIMEOUT_SECONDS="30",
-            ROUTER_TIMEOUT_SECONDS="30",
-            RERANK_TIMEOUT_SECONDS="30",
-            EMBEDDING_TIMEOUT_SECONDS="30",
-            LLM_TIMEOUT_SECONDS="120",
-        )
+        env.update(production_settings(fake.url))
     server = ServerProcess(env)
     print(f"{mode} server log: {server.log}", flush=True)
     try:
@@ -350,7 +308,7 @@ def main() -> None:
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cores": psutil.cpu_count(), "model": _cpu_model()},
-        "latencies": LATENCIES,
+        "latencies": LATENCIES.as_dict(),
         "sweeps": sweeps,
     }
     for result in sweeps:

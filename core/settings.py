@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     # Retrieval knobs (defaults for the run-time Context).
     retrieve_k: int = Field(default=8, ge=1, le=50)
     rerank_top_n: int = Field(default=4, ge=1, le=20)
+    # The hybrid search's knobs (store/documents.py:SearchTuning), measured on 100,000 chunks by
+    # `python -m bench.retrieval`; the SQL function's defaults are the same values.
+    search_candidates: int = Field(default=40, ge=1, le=1000)
+    search_ef_search: int = Field(default=200, ge=1, le=1000)
+    search_max_scan_tuples: int = Field(default=20_000, ge=1)
+    search_text_budget: int = Field(default=500, ge=1)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from providers.rerank import Reranker, make_reranker
 from providers.retriever import Retriever, make_retriever
 from providers.router import Router, make_router
 from store import sentences
+from store.documents import SearchTuning
 from store.postgres import Pool
 
 
@@ -56,7 +57,9 @@ async def make_providers(settings: Settings, pool: Pool) -> Providers:
     return Providers(
         embeddings=embeddings,
         router=router,
-        retriever=make_retriever("postgres", pool=pool),
+        retriever=make_retriever(
+            "postgres", pool=pool, tuning=SearchTuning.from_settings(settings)
+        ),
         reranker=reranker,
         generator=generator,
     )

@@ -10,6 +10,7 @@ import numpy as np
 from core.domain import AgentOwner, Passage
 from providers.embeddings import Vector, cosine
 from store import documents
+from store.documents import SearchTuning
 from store.postgres import Pool
 
 
@@ -24,13 +25,14 @@ class Retriever(Protocol):
 class PostgresRetriever:
     """pgvector + French full text in one SQL function (`match_documents_hybrid`)."""
 
-    def __init__(self, pool: Pool):
+    def __init__(self, pool: Pool, tuning: SearchTuning | None = None):
         self._pool = pool
+        self._tuning = tuning
 
     async def search(
         self, embedding: Vector, text: str, agents: Sequence[AgentOwner], k: int
     ) -> list[Passage]:
-        return await documents.search_hybrid(self._pool, embedding, text, agents, k)
+        return await documents.search_hybrid(self._pool, embedding, text, agents, k, self._tuning)
 
 
 class InMemoryRetriever:
@@ -61,13 +63,14 @@ def make_retriever(
     kind: Literal["postgres", "memory"],
     *,
     pool: Pool | None = None,
+    tuning: SearchTuning | None = None,
     passages: Sequence[tuple[Passage, Vector]] = (),
 ) -> Retriever:
-    """Pick the retriever backend."""
+    """Pick the retriever backend (`tuning`: the Postgres search's knobs, from settings)."""
     match kind:
         case "postgres":
             if pool is None:
                 raise ValueError("the postgres retriever needs a connection pool")
-            return PostgresRetriever(pool)
+            return PostgresRetriever(pool, tuning)
         case "memory":
             return InMemoryRetriever(passages)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from core.domain import AgentOwner, Passage
+from core.settings import Settings
 from store.postgres import Connection, Pool
+from store.sentences import as_array
 
 
 class EmbeddingMismatch(Exception):
@@ -30,21 +33,76 @@ class ChunkRow:
     metadata: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class SearchTuning:
+    """Knobs of `match_documents_hybrid` (settings SEARCH_*; `python -m bench.retrieval`
+    measures them on 100,000 chunks)."""
+
+    candidates: int
+    """Rows each path (vector, full text) brings to the fusion; at least 4 x k."""
+    ef_search: int
+    """HNSW candidate list size: higher finds more of the true nearest rows, slower."""
+    max_scan_tuples: int
+    """How far a filtered HNSW scan may walk before it gives up (pgvector's iterative scan)."""
+    text_budget: int
+    """Most chunks the full-text path ranks; its words are chosen to stay under it."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SearchTuning:
+        return cls(
+            candidates=settings.search_candidates,
+            ef_search=settings.search_ef_search,
+            max_scan_tuples=settings.search_max_scan_tuples,
+            text_budget=settings.search_text_budget,
+        )
+
+
 async def search_hybrid(
     pool: Pool,
     embedding: np.ndarray[Any, np.dtype[np.float32]],
     text: str,
     agents: Sequence[AgentOwner],
     k: int,
+    tuning: SearchTuning | None = None,
 ) -> list[Passage]:
     """Vector + French full-text search restricted to `agents`, fused by reciprocal rank."""
     async with pool.connection() as conn:
+        return await search_hybrid_on(conn, embedding, text, agents, k, tuning)
+
+
+async def search_hybrid_on(
+    conn: Connection,
+    embedding: np.ndarray[Any, np.dtype[np.float32]],
+    text: str,
+    agents: Sequence[AgentOwner],
+    k: int,
+    tuning: SearchTuning | None = None,
+) -> list[Passage]:
+    """`search_hybrid` on a connection the caller holds; without `tuning`, the SQL function's
+    own defaults (and only the five arguments every version of it takes)."""
+    if tuning is None:
         cur = await conn.execute(
             "select id, content, metadata, agent_owner, source, similarity, score "
             "from match_documents_hybrid(%s, %s, %s, %s, %s)",
             (embedding, text, list(agents), k, max(40, 4 * k)),
         )
-        rows = await cur.fetchall()
+    else:
+        cur = await conn.execute(
+            "select id, content, metadata, agent_owner, source, similarity, score "
+            "from match_documents_hybrid(%s, %s, %s, %s, %s, ef_search => %s, "
+            "max_scan_tuples => %s, text_budget => %s)",
+            (
+                embedding,
+                text,
+                list(agents),
+                k,
+                max(tuning.candidates, 4 * k),
+                tuning.ef_search,
+                tuning.max_scan_tuples,
+                tuning.text_budget,
+            ),
+        )
+    rows = await cur.fetchall()
     return [
         Passage(
             id=row["id"],
@@ -135,6 +193,8 @@ class StoredChunk(BaseModel):
     content: str
     title: str
     section: str
+    source: str = ""
+    agent_owner: AgentOwner = "shared"
 
 
 async def all_chunks(pool: Pool) -> list[StoredChunk]:
@@ -142,7 +202,8 @@ async def all_chunks(pool: Pool) -> list[StoredChunk]:
     async with pool.connection() as conn:
         # v1 rows may have no text: nothing to embed (their vector is emptied with the column).
         cur = await conn.execute(
-            "select id, content, metadata from documents where content is not null order by id"
+            "select id, content, metadata, source, agent_owner from documents "
+            "where content is not null order by id"
         )
         rows = await cur.fetchall()
     return [
@@ -151,6 +212,8 @@ async def all_chunks(pool: Pool) -> list[StoredChunk]:
             content=row["content"],
             title=str((row["metadata"] or {}).get("title", "")),
             section=str((row["metadata"] or {}).get("section", "")),
+            source=row["source"] or "",
+            agent_owner=row["agent_owner"],
         )
         for row in rows
     ]
@@ -359,3 +422,94 @@ async def set_owner(
             )
             changed += cur.rowcount
     return changed
+
+
+@dataclass(frozen=True)
+class SourcedChunk:
+    """A chunk with its owner and source, for bulk loads."""
+
+    source: str
+    agent_owner: AgentOwner
+    chunk: ChunkRow
+
+
+async def bulk_load(
+    pool: Pool,
+    chunks: Iterable[SourcedChunk],
+    embedding_model: str,
+    maintenance_work_mem: str = "1GB",
+) -> int:
+    """Append many chunks at once (the 100k-chunk benchmark): COPY them with the vector indexes
+    dropped, then build each once, far faster than growing them row by row. Returns the number
+    of rows written."""
+    written = 0
+    async with pool.connection() as conn:
+        async with conn.transaction():
+            cur = await conn.execute(
+                "select indexname, indexdef from pg_indexes "
+                "where tablename = 'documents' and schemaname = current_schema() "
+                "and indexdef ilike '%% using hnsw %%' order by indexname"
+            )
+            vector_indexes = [(row["indexname"], row["indexdef"]) for row in await cur.fetchall()]
+            for name, _ in vector_indexes:
+                await conn.execute(sql.SQL("drop index {}").format(sql.Identifier(name)))
+            async with (
+                conn.cursor() as copy_cursor,
+                copy_cursor.copy(
+                    "copy documents (content, metadata, agent_owner, embedding, embedding_model, "
+                    "content_hash, source, chunk_index) from stdin with (format binary)"
+                ) as copy,
+            ):
+                copy.set_types(["text", "jsonb", "text", "vector", "text", "text", "text", "int4"])
+                for item in chunks:
+                    row = item.chunk
+                    await copy.write_row(
+                        (
+                            row.content,
+                            Jsonb(row.metadata),
+                            item.agent_owner,
+                            row.embedding,
+                            embedding_model,
+                            row.content_hash,
+                            item.source,
+                            row.chunk_index,
+                        )
+                    )
+                    written += 1
+            # An HNSW build is fast only while its graph fits in maintenance_work_mem.
+            await conn.execute(
+                "select set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,)
+            )
+            for _, definition in vector_indexes:
+                # The definitions Postgres itself printed for the indexes just dropped.
+                await conn.execute(definition.encode())
+        # Fresh statistics for the planner, and no dead rows left by an earlier load.
+        await conn.execute("vacuum (analyze) documents")
+    return written
+
+
+@dataclass(frozen=True)
+class StoredVectors:
+    """Every embedded chunk's id, owner and vector (ground truth for recall measurements)."""
+
+    ids: np.ndarray[Any, np.dtype[np.int64]]
+    owners: list[str]
+    matrix: np.ndarray[Any, np.dtype[np.float32]]
+
+
+async def stored_vectors(pool: Pool) -> StoredVectors:
+    """Every chunk's vector, in id order, read in binary (fast enough for 100k rows)."""
+    ids: list[int] = []
+    owners: list[str] = []
+    rows: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+    async with pool.connection() as conn, conn.cursor(binary=True) as cur:
+        await cur.execute(
+            "select id, agent_owner, embedding from documents "
+            "where embedding is not null order by id"
+        )
+        async for row in cur:
+            ids.append(int(row["id"]))
+            owners.append(str(row["agent_owner"]))
+            rows.append(as_array(row["embedding"]))
+    matrix = np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+    return StoredVectors(np.asarray(ids, dtype=np.int64), owners, matrix)

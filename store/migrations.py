@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import psycopg
 
 from core.settings import ROOT
+from store.postgres import Connection
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = ROOT / "database" / "migrations"
+# What undoes a migration, for measurements only: never applied at start.
+DOWN_DIR = MIGRATIONS_DIR / "down"
 
 
 def read_migrations() -> list[tuple[str, str]]:
@@ -54,3 +59,14 @@ async def apply_migrations(url: str) -> list[str]:
                 applied.append(version)
                 log.info("applied migration %s", version)
     return applied
+
+
+@asynccontextmanager
+async def undone(conn: Connection, version: str) -> AsyncIterator[None]:
+    """The schema without migration `version` (its file in `down/`), inside a transaction that
+    is rolled back on exit: to measure what a migration replaced, on the same data. The tables
+    it alters stay locked until then, so use only `conn` meanwhile."""
+    sql = await asyncio.to_thread((DOWN_DIR / f"{version}.sql").read_text, encoding="utf-8")
+    async with conn.transaction(force_rollback=True):
+        await conn.execute(sql.encode())
+        yield

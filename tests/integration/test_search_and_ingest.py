@@ -39,8 +39,10 @@ async def test_selective_filter_still_returns_k_rows(data_dir: Path) -> None:
             )
         query = unit(rng)
         async with pool.connection() as conn:
-            # Make the planner walk the HNSW index, as it does on a large table.
+            # Make the planner walk the HNSW index of all chunks (the one a set of owners
+            # without its own partial index uses), as it does on a large table.
             await conn.execute("drop index documents_agent_owner_idx")
+            await conn.execute("drop index documents_embedding_audrey_scope_hnsw_idx")
             await conn.execute("set enable_seqscan = off")
             cur = await conn.execute(
                 "select count(*) as n from (select id from documents where agent_owner = 'audrey' "
@@ -55,6 +57,96 @@ async def test_selective_filter_still_returns_k_rows(data_dir: Path) -> None:
         assert without_iterative < 5, "the plain HNSW scan should lose rows to the filter"
         assert len(hits) == 5
         assert {h["agent_owner"] for h in hits} == {"audrey"}
+    finally:
+        await pool.close()
+
+
+async def test_each_route_scope_searches_its_own_index(data_dir: Path) -> None:
+    """Migration 008: a turn's three scopes are walked through their partial HNSW indexes, so a
+    selective owner never makes the walk skip rows, and every scope still returns k rows."""
+    url = await fresh_database(data_dir, "search_scopes")
+    pool = await open_pool(url)
+    rng = np.random.default_rng(11)
+    owners = ["audrey"] * 45 + ["carole"] * 45 + ["shared"] * 10
+    try:
+        async with pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "insert into documents (content, agent_owner, embedding, embedding_model, source) "
+                "values (%s, %s, %s, 'm', 's')",
+                [(f"doc {i}", owners[i % 100], unit(rng)) for i in range(2000)],
+            )
+            await cur.execute("analyze documents")
+        query = unit(rng)
+        for scope, index in (
+            (["audrey", "shared"], "documents_embedding_audrey_scope_hnsw_idx"),
+            (["carole", "shared"], "documents_embedding_carole_scope_hnsw_idx"),
+            (["shared"], "documents_embedding_shared_hnsw_idx"),
+        ):
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute("set local enable_seqscan = off")
+                cur = await conn.execute(
+                    "explain select id from documents d where d.agent_owner = any(%s) "
+                    "and d.embedding is not null order by d.embedding <=> %s limit 40",
+                    (scope, query),
+                )
+                plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
+            assert index in plan, plan
+            hits = await documents.search_hybrid(pool, query, "", scope, 10)  # type: ignore[arg-type]
+            assert len(hits) == 10
+            assert {h.agent_owner for h in hits} <= set(scope)
+    finally:
+        await pool.close()
+
+
+async def test_full_text_ranks_only_rows_with_rare_words_on_a_large_base(
+    data_dir: Path,
+) -> None:
+    """Migration 008: when the question's words together match more rows than the budget, the
+    rows to rank are chosen by the rarest words (planner statistics), and ranked on every word;
+    under the budget (a small base) every word selects, as in migration 001."""
+    url = await fresh_database(data_dir, "search_budget")
+    pool = await open_pool(url)
+    rng = np.random.default_rng(5)
+    try:
+        rows = [
+            (
+                "Nos emails de relance partent chaque semaine."
+                + (" Le DMARC protège le domaine." if i % 400 == 0 else ""),
+                unit(rng),
+            )
+            for i in range(2000)
+        ]
+        async with pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "insert into documents (content, agent_owner, embedding, embedding_model, source) "
+                "values (%s, 'audrey', %s, 'm', 's')",
+                rows,
+            )
+            await cur.execute("analyze documents")
+        question = "emails et DMARC"
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "select match_query::text as small, rank_query::text as ranked, "
+                "(select match_query::text from chatbot_text_queries(%s, 100000)) as large "
+                "from chatbot_text_queries(%s, 100)",
+                (question, question),
+            )
+            queries = await cur.fetchone()
+        assert queries is not None
+        assert "dmarc" in queries["small"]
+        assert "email" not in queries["small"]
+        assert "email" in queries["ranked"]
+        assert "dmarc" in queries["ranked"]
+        assert queries["large"] == queries["ranked"]
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "select content from match_documents_hybrid(%s, %s, array['audrey'], 50, "
+                "text_budget => 100) where text_rank is not null",
+                (unit(rng), question),
+            )
+            texts = [row["content"] for row in await cur.fetchall()]
+        assert len(texts) == 5
+        assert all("DMARC" in t for t in texts)
     finally:
         await pool.close()
 
