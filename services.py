@@ -19,6 +19,7 @@ from graph.context import Context
 from ingest.pipeline import flatten, ingest_knowledge_base
 from providers import Providers, make_providers
 from store import documents
+from store.health import DatabaseProbe
 from store.migrations import apply_migrations
 from store.postgres import Pool, open_pool, resolve_database_url
 from turns.handoff import HandoffDesk, open_handoff_desk
@@ -40,6 +41,7 @@ class Services:
     context: Context
     turns: TurnRunner
     handoffs: HandoffDesk
+    probe: DatabaseProbe
 
 
 @asynccontextmanager
@@ -109,7 +111,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 keep_sweeping(pool, graph, period=settings.turn_lease_seconds)
             )
             try:
-                yield Services(settings, url, pool, providers, graph, context, turns, handoffs)
+                yield Services(
+                    settings,
+                    url,
+                    pool,
+                    providers,
+                    graph,
+                    context,
+                    turns,
+                    handoffs,
+                    DatabaseProbe(pool),
+                )
             finally:
                 sweeper.cancel()
                 await turns.wait_idle()
