@@ -33,12 +33,15 @@ async def save_many(pool: Pool, many: Sequence[Draft]) -> None:
         await cur.executemany(_UPSERT, [_params(draft) for draft in many])
 
 
+# The user row is share-locked: a turn ending at the same moment (its row updated, its draft
+# deleted, in one transaction) either waits for this write and then deletes it, or commits
+# first and this write sees the turn ended and writes nothing.
 _UPSERT = (
     "insert into answer_drafts (message_id, user_message_id, conversation_id, agent, "
     "route, sources, degraded, content, model, updated_at) "
     "select %s, %s, %s, %s, %s, %s, %s, %s, %s, now() "
     "where exists (select 1 from messages m where m.id = %s "
-    "  and m.status in ('received', 'running')) "
+    "  and m.status in ('received', 'running') for share) "
     "on conflict (message_id) do update set agent = excluded.agent, "
     "route = excluded.route, sources = excluded.sources, degraded = excluded.degraded, "
     "content = excluded.content, model = excluded.model, updated_at = now()"

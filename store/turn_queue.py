@@ -94,11 +94,15 @@ async def claim_orphans(
     pool: Pool,
     limit: int = 100,
     finished: Callable[[Orphan], Awaitable[FinishedAnswer | None]] | None = None,
+    repair: Callable[[Orphan], Awaitable[None]] | None = None,
 ) -> list[Orphan]:
     """Finish the turns whose lease expired: each user row becomes `failed`, and what its draft
     had streamed is kept as an `interrupted` answer (the answer's own id, so never twice); but
     when `finished` finds the whole answer (in the checkpoint), the turn ends `answered` with
-    it, as it would have. Safe to run from every worker at once (`skip locked`)."""
+    it, as it would have; `repair` puts a partial answer in the checkpoint. Both run while the
+    conversation row is locked, before the turn is marked ended: the conversation's next
+    message cannot start (`try_start` takes that lock) on a checkpoint not yet repaired. Safe
+    to run from every worker at once (`skip locked`)."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "select m.id as user_message_id, m.reply_id, m.conversation_id, m.user_id, m.agent, "
@@ -111,6 +115,9 @@ async def claim_orphans(
         )
         orphans = [Orphan.model_validate(row) for row in await cur.fetchall()]
         for orphan in orphans:
+            await conn.execute(
+                "select 1 from conversations where id = %s for update", (orphan.conversation_id,)
+            )
             answer = await finished(orphan) if finished is not None else None
             if answer is not None and orphan.reply_id is not None:
                 await conn.execute(
@@ -159,6 +166,8 @@ async def claim_orphans(
                         ),
                     ),
                 )
+                if repair is not None:
+                    await repair(orphan)
             await conn.execute(
                 "update messages set status = 'failed', lease_expires_at = null where id = %s",
                 (orphan.user_message_id,),

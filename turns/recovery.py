@@ -48,23 +48,27 @@ async def sweep_orphans(pool: Pool, graph: ChatGraph) -> int:
                 return FinishedAnswer(message.text, message.name, dict(message.response_metadata))
         return None
 
+    async def repair(orphan: Orphan) -> None:
+        if not (orphan.content and orphan.reply_id is not None and orphan.agent):
+            return
+        try:
+            await append_interrupted_answer(
+                graph,
+                conversation_id=orphan.conversation_id,
+                user_message_id=str(orphan.user_message_id),
+                reply_id=str(orphan.reply_id),
+                agent=orphan.agent,
+                content=orphan.content,
+                question=orphan.question,
+            )
+        except Exception:
+            log.exception("could not repair the checkpoint of %s", orphan.conversation_id)
+
     finished = 0
-    while orphans := await turn_queue.claim_orphans(pool, finished=answer_in_checkpoint):
+    while orphans := await turn_queue.claim_orphans(
+        pool, finished=answer_in_checkpoint, repair=repair
+    ):
         finished += len(orphans)
-        for orphan in orphans:
-            if orphan.content and orphan.reply_id is not None and orphan.agent:
-                try:
-                    await append_interrupted_answer(
-                        graph,
-                        conversation_id=orphan.conversation_id,
-                        user_message_id=str(orphan.user_message_id),
-                        reply_id=str(orphan.reply_id),
-                        agent=orphan.agent,
-                        content=orphan.content,
-                        question=orphan.question,
-                    )
-                except Exception:
-                    log.exception("could not repair the checkpoint of %s", orphan.conversation_id)
         log.warning("finished %d orphaned turn(s) as failed", len(orphans))
     return finished
 
