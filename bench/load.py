@@ -155,9 +155,50 @@ async def poll_health(url: str, stop: asyncio.Event, latencies: list[float]) -> 
             await asyncio.sleep(0.02)
 
 
+def _processes(
+    server: ServerProcess, fake: ServerProcess | None
+) -> dict[str, list[psutil.Process]]:
+    """Who uses the machine during a step: the server (and its workers), the database (a
+    daemon, not the server's child), the fake provider and this client."""
+    root = psutil.Process(server.process.pid)
+    data_dir = server.env.get("DATA_DIR", "")
+    database = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres"
+        and data_dir
+        and data_dir in " ".join(p.info["cmdline"] or [])
+    ]
+    return {
+        "server": [root, *root.children(recursive=True)],
+        "postgres": database,
+        "fake_provider": [psutil.Process(fake.process.pid)] if fake is not None else [],
+        "client": [psutil.Process()],
+    }
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 async def run_step(
-    server: ServerProcess, port: int, streams: int, tag: str, within: float, health: bool
+    server: ServerProcess,
+    port: int,
+    streams: int,
+    tag: str,
+    within: float,
+    health: bool,
+    fake: ServerProcess | None = None,
 ) -> dict[str, Any]:
+    watched = _processes(server, fake)
+    before = {name: _cpu_seconds(group) for name, group in watched.items()}
     process = psutil.Process(server.process.pid)
     children = process.children(recursive=True)
     cpu_before = sum(p.cpu_times().user + p.cpu_times().system for p in [process, *children])
@@ -206,6 +247,11 @@ async def run_step(
         "turns_per_second": round(len(ok) / wall, 2),
         "wall_seconds": round(wall, 2),
         "server_cpu_percent": round(100 * (cpu_after - cpu_before) / wall, 1),
+        # 100 = one core; the machine has psutil.cpu_count() of them.
+        "cpu_percent_by_process": {
+            name: round(100 * (_cpu_seconds(group) - before[name]) / wall, 1)
+            for name, group in watched.items()
+        },
     }
     if health:
         step["health_ms_p50"] = rounded(percentile(health_ms, 50))
@@ -249,7 +295,7 @@ async def sweep(mode: str, steps: list[int], workers: int, fresh: bool) -> dict[
             )
         tag = f"{mode}-{time.time_ns()}"
         results = [
-            await run_step(server, port, n, tag, within=300, health=mode == "embedded")
+            await run_step(server, port, n, tag, within=300, health=mode == "embedded", fake=fake)
             for n in steps
         ]
     finally:

@@ -49,6 +49,7 @@ class ServerProcess:
         """`log`: a file for everything the child prints (a temporary one by default). Never a
         pipe: a child that logs more than a pipe holds would block on its next write."""
         self.url = f"http://127.0.0.1:{env['PORT']}"
+        self.env = dict(env)
         self._health = health_path
         if log is None:
             handle, name = tempfile.mkstemp(prefix="chatbot-server-", suffix=".log")
