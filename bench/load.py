@@ -162,13 +162,12 @@ def _processes(
     daemon, not the server's child), the fake provider and this client."""
     root = psutil.Process(server.process.pid)
     data_dir = server.env.get("DATA_DIR", "")
-    database = [
-        p
-        for p in psutil.process_iter(["name", "cmdline"])
-        if p.info["name"] == "postgres"
-        and data_dir
-        and data_dir in " ".join(p.info["cmdline"] or [])
-    ]
+    database: list[psutil.Process] = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "postgres" and data_dir and data_dir in cmdline:
+            database = [process, *process.children(recursive=True)]  # postmaster, backends
+            break
     return {
         "server": [root, *root.children(recursive=True)],
         "postgres": database,
