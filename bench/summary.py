@@ -129,6 +129,7 @@ def table(summary: dict[str, Any]) -> str:
         ),
         ("… `shared` only, before migration 008", retrieval("retrieval_100k_shared_before")),
     ]
+    rows += load_rows(s.get("load"))
     machine_line = (
         f"{s['machine']['cores']} cores, {s['machine']['model']}, load average "
         f"{s['measured']['ttft_ideal']['machine']['load_average'][0]} (TTFT) and "
@@ -136,6 +137,26 @@ def table(summary: dict[str, Any]) -> str:
     )
     lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
     return "\n".join([*lines, "", f"Measured {s['date'][:10]} on {machine_line}."])
+
+
+def load_rows(load: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Rows of the load sweep (`make load`), when it has run: one per production step, and
+    the embedded step with the most streams."""
+    if load is None:
+        return []
+    rows: list[tuple[str, str]] = []
+    for sweep in load["sweeps"]:
+        steps = sweep["steps"] if sweep["mode"] == "production" else sweep["steps"][-1:]
+        for step in steps:
+            value = (
+                f"{step['errors']} errors, TTFT p50 {step['ttft_ms_p50']} ms / p95 "
+                f"{step['ttft_ms_p95']} ms, token gap p95 {step['token_gap_ms_p95']} ms, "
+                f"{step['turns_per_second']} turns/s"
+            )
+            if "health_ms_p95" in step:
+                value += f", `/health` p95 {step['health_ms_p95']} ms"
+            rows.append((f"Load, {sweep['mode']}, {step['streams']} streams at once", value))
+    return rows
 
 
 def update_readme(summary: dict[str, Any], readme: Path = README) -> None:
