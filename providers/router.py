@@ -8,7 +8,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -277,6 +277,9 @@ class RouteChoice(BaseModel):
     reason: str = Field(description="Une phrase courte en français")
 
 
+ROUTE_CHOICE_SCHEMA: dict[str, Any] = RouteChoice.model_json_schema()
+
+
 class LLMRouter:
     """Routes with a chat model's structured output; the classifier router is its fallback.
 
@@ -288,7 +291,9 @@ class LLMRouter:
 
     def __init__(self, name: str, model: BaseChatModel, fallback: ClassifierRouter, timeout: float):
         self.name = name
-        self._structured = model.with_structured_output(RouteChoice, method="json_schema")
+        # The schema as a dict, built once: given the class, the OpenAI SDK regenerates its JSON
+        # schema on every call (~7% of the server's event loop under load, bench/load.py).
+        self._structured = model.with_structured_output(ROUTE_CHOICE_SCHEMA, method="json_schema")
         self.fallback = fallback
         self._timeout = timeout
 
