@@ -24,7 +24,6 @@ import asyncio
 import itertools
 import json
 import shutil
-import socket
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -36,8 +35,9 @@ import httpx
 import psutil
 
 from bench.fixed_latency import LATENCIES, production_settings, start_fake_provider
+from bench.report import cpu_model, percentile
 from core.settings import ROOT
-from devtools.processes import ServerProcess, clean_environment
+from devtools.processes import ServerProcess, clean_environment, free_port
 
 RESULTS = ROOT / "bench" / "results"
 QUESTIONS = [
@@ -48,20 +48,6 @@ QUESTIONS = [
     "Comment configurer SPF, DKIM et DMARC ?",
     "Donne-moi des idées de carrousel pour mon salon de coiffure",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 @dataclass
@@ -352,7 +338,7 @@ def main() -> None:
         sweeps.append(asyncio.run(sweep("embedded", steps, args.workers, args.fresh)))
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": psutil.cpu_count(), "model": _cpu_model()},
+        "machine": {"cores": psutil.cpu_count(), "model": cpu_model()},
         "latencies": LATENCIES.as_dict(),
         "sweeps": sweeps,
     }
@@ -377,16 +363,6 @@ def _targets(steps: list[dict[str, Any]]) -> dict[str, Any]:
         result["gap_p95_500_ms"] = by[500]["token_gap_ms_p95"]
         result["errors_500"] = by[500]["errors"]
     return result
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -29,11 +29,10 @@ from uuid import UUID
 
 import httpx
 
-from bench.load import free_port
 from core.settings import ROOT, Settings
 from devtools.audit import Violation, audit
 from devtools.fake_provider import FakeConfig, fake_provider
-from devtools.processes import ServerProcess, clean_environment
+from devtools.processes import ServerProcess, clean_environment, free_port
 from services import open_services
 from store.postgres import start_embedded, stop_embedded
 
