@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from core.settings import ROOT, Settings
 from devtools.fake_provider import FakeConfig, FakeProvider, fake_provider
+from devtools.processes import free_port
 from server import serve_in_background
 from services import Services, open_services
 from store.migrations import apply_migrations
@@ -90,10 +91,37 @@ async def fresh_database(data_dir: Path, name: str) -> str:
     return scoped
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_free_port = free_port  # the tests' historical name for devtools.processes.free_port
+
+
+def on_fake_provider(
+    fake: FakeProvider,
+    database_url: str,
+    knowledge_dir: Path,
+    *,
+    llm: str,
+    router: str,
+    **overrides: Any,
+) -> Settings:
+    """Production mode with every provider on the project's fake provider (the real client
+    libraries over HTTP), no rate limit and no retries unless `overrides` say otherwise."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "knowledge_dir": knowledge_dir,
+        "rate_limit_per_minute": 0,
+        "openrouter_api_key": "test-key",
+        "openrouter_base_url": fake.openai_base_url,
+        "llm_model": llm,
+        "router_model": router,
+        "llm_max_retries": 0,
+        "llm_first_token_timeout_seconds": 20.0,
+        "openai_api_key": "test-key",
+        "openai_base_url": fake.openai_base_url,
+        "embedding_dimensions": 256,
+        "cohere_api_key": "test-key",
+        "cohere_base_url": fake.cohere_base_url,
+    }
+    return Settings(_env_file=None, **{**values, **overrides})
 
 
 class LiveServer:

@@ -27,7 +27,7 @@ from providers.rerank import make_reranker
 from providers.router import make_router
 from server import serve_in_background
 from services import Services, open_services
-from tests.integration.conftest import _free_port, fresh_database
+from tests.integration.conftest import _free_port, fresh_database, on_fake_provider
 from tests.integration.sse import Event, read_events, stream_chat
 
 LLM, ROUTER = "concurrency/llm", "concurrency/router"
@@ -46,22 +46,12 @@ def _fresh_script(fake: FakeProvider) -> None:
 
 @pytest.fixture(scope="module")
 async def settings(fake: FakeProvider, data_dir: Path, knowledge_dir: Path) -> Settings:
-    return Settings(
-        _env_file=None,
-        database_url=await fresh_database(data_dir, "concurrency"),
-        knowledge_dir=knowledge_dir,
-        rate_limit_per_minute=0,
-        openrouter_api_key="test-key",
-        openrouter_base_url=fake.openai_base_url,
-        llm_model=LLM,
-        router_model=ROUTER,
-        llm_max_retries=0,
-        llm_first_token_timeout_seconds=20.0,
-        openai_api_key="test-key",
-        openai_base_url=fake.openai_base_url,
-        embedding_dimensions=256,
-        cohere_api_key="test-key",
-        cohere_base_url=fake.cohere_base_url,
+    return on_fake_provider(
+        fake,
+        await fresh_database(data_dir, "concurrency"),
+        knowledge_dir,
+        llm=LLM,
+        router=ROUTER,
         turn_lease_seconds=2.0,
     )
 

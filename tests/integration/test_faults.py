@@ -30,7 +30,7 @@ from services import Services, open_services
 from store import checkpoints, drafts, messages
 from store.migrations import apply_migrations
 from store.postgres import start_embedded, stop_embedded
-from tests.integration.conftest import _free_port, fresh_database, postgres_dir
+from tests.integration.conftest import _free_port, fresh_database, on_fake_provider, postgres_dir
 from tests.integration.sse import Event, read_events
 from turns.recovery import sweep_orphans
 from turns.runner import TurnRequest, append_interrupted_answer
@@ -53,22 +53,12 @@ def _fresh_script(fake: FakeProvider) -> None:
 
 @pytest.fixture(scope="module")
 async def fault_settings(fake: FakeProvider, data_dir: Path, knowledge_dir: Path) -> Settings:
-    return Settings(
-        _env_file=None,
-        database_url=await fresh_database(data_dir, "faults"),
-        knowledge_dir=knowledge_dir,
-        rate_limit_per_minute=0,
-        openrouter_api_key="test-key",
-        openrouter_base_url=fake.openai_base_url,
-        llm_model=LLM,
-        router_model=LLM,
-        llm_max_retries=0,
-        llm_first_token_timeout_seconds=20.0,
-        openai_api_key="test-key",
-        openai_base_url=fake.openai_base_url,
-        embedding_dimensions=256,
-        cohere_api_key="test-key",
-        cohere_base_url=fake.cohere_base_url,
+    return on_fake_provider(
+        fake,
+        await fresh_database(data_dir, "faults"),
+        knowledge_dir,
+        llm=LLM,
+        router=LLM,
         turn_lease_seconds=2.0,
         draft_flush_seconds=0.2,
     )

@@ -17,7 +17,7 @@ from graph.state import RerankInfo
 from ingest.pipeline import ingest_knowledge_base
 from server import serve_in_background
 from services import Services, open_services
-from tests.integration.conftest import _free_port, fresh_database
+from tests.integration.conftest import _free_port, fresh_database, on_fake_provider
 from tests.integration.sse import read_events, stream_chat
 from turns.events import TurnEvent
 from turns.runner import TurnRequest
@@ -39,25 +39,17 @@ def _fresh_script(fake: FakeProvider) -> None:
 
 @pytest.fixture(scope="module")
 async def prod_settings(fake: FakeProvider, data_dir: Path, knowledge_dir: Path) -> Settings:
-    return Settings(
-        _env_file=None,
-        database_url=await fresh_database(data_dir, "production"),
-        knowledge_dir=knowledge_dir,
+    return on_fake_provider(
+        fake,
+        await fresh_database(data_dir, "production"),
+        knowledge_dir,
+        llm=PRIMARY,
+        router=ROUTER,
         rate_limit_per_minute=1000,
-        openrouter_api_key="test-key",
-        openrouter_base_url=fake.openai_base_url,
-        llm_model=PRIMARY,
         llm_fallback_models=[FALLBACK],
-        router_model=ROUTER,
         router_timeout_seconds=1.0,
         llm_first_token_timeout_seconds=2.0,
-        llm_max_retries=0,
         llm_prices=PRICES,
-        openai_api_key="test-key",
-        openai_base_url=fake.openai_base_url,
-        embedding_dimensions=256,
-        cohere_api_key="test-key",
-        cohere_base_url=fake.cohere_base_url,
         rerank_timeout_seconds=1.0,
     )
 
