@@ -27,12 +27,6 @@ class Draft(BaseModel):
     model: str | None = None
 
 
-async def save_many(pool: Pool, many: Sequence[Draft]) -> None:
-    """`save` for every draft that is behind, in one pipeline (one round trip)."""
-    async with pool.connection() as conn, conn.cursor() as cur:
-        await cur.executemany(_UPSERT, [_params(draft) for draft in many])
-
-
 # The user row is share-locked: a turn ending at the same moment (its row updated, its draft
 # deleted, in one transaction) either waits for this write and then deletes it, or commits
 # first and this write sees the turn ended and writes nothing.
@@ -63,11 +57,11 @@ def _params(draft: Draft) -> tuple[Any, ...]:
     )
 
 
-async def save(pool: Pool, draft: Draft) -> None:
-    """Write the draft as it stands (one upsert; only the streaming turn writes it), unless
-    its turn has ended meanwhile: a late write must not leave a draft behind."""
-    async with pool.connection() as conn:
-        await conn.execute(_UPSERT, _params(draft))
+async def save_many(pool: Pool, many: Sequence[Draft]) -> None:
+    """Write the drafts as they stand, in one pipeline (one round trip), each unless its turn
+    has ended meanwhile: a late write must not leave a draft behind."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.executemany(_UPSERT, [_params(draft) for draft in many])
 
 
 async def get(pool: Pool, message_id: UUID) -> Draft | None:

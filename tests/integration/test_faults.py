@@ -479,15 +479,17 @@ async def test_a_turn_whose_saving_was_lost_is_finished_from_its_checkpoint(
             "lease_expires_at = now() - interval '1 second' where id = %s",
             (question.id,),
         )
-    await drafts.save(
+    await drafts.save_many(
         fault_services.pool,
-        drafts.Draft(
-            message_id=answer.id,
-            user_message_id=question.id,
-            conversation_id=conversation,
-            agent=answer.agent,
-            content=answer.content[:8],
-        ),
+        [
+            drafts.Draft(
+                message_id=answer.id,
+                user_message_id=question.id,
+                conversation_id=conversation,
+                agent=answer.agent,
+                content=answer.content[:8],
+            )
+        ],
     )
     # Its lease expired, so the conversation's next question may have started (and died)
     # after it: the answer is no longer the checkpoint's last message.
