@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
 from core.domain import ROUTES, Reply, Route, RouteDecision, RouteQuery
@@ -277,23 +277,29 @@ class RouteChoice(BaseModel):
     reason: str = Field(description="Une phrase courte en français")
 
 
-ROUTE_CHOICE_SCHEMA: dict[str, Any] = RouteChoice.model_json_schema()
+# The structured-output request, built once (the OpenAI SDK would rebuild a schema given the
+# class on every call: ~7% of the server's event loop under load, bench/load.py).
+ROUTE_CHOICE_FORMAT: dict[str, Any] = {
+    "type": "json_schema",
+    "json_schema": {"name": "RouteChoice", "schema": RouteChoice.model_json_schema()},
+}
 
 
 class LLMRouter:
     """Routes with a chat model's structured output; the classifier router is its fallback.
 
-    The call is tagged `nostream` and its output never reaches the token stream. On error or
-    timeout the classifier router decides, and the decision says so. Explicit human-only
-    requests escalate, and replies to the previous specialist stay with her, before any model
-    is asked, as with the classifier router.
+    The request is built by `ChatOpenAI` (message conversion, model settings) and sent with the
+    OpenAI SDK client it configured (base URL, key, retries), as the generator does: this call
+    is on every turn's critical path, and LangChain's runnable layers around it (callbacks,
+    output parsers) cost about as much CPU as the HTTP call itself (`bench/ttft_ideal.py`). Its
+    output never reaches the token stream. On error or timeout the classifier router decides,
+    and the decision says so. Explicit human-only requests escalate, and replies to the
+    previous specialist stay with her, before any model is asked, as with the classifier router.
     """
 
-    def __init__(self, name: str, model: BaseChatModel, fallback: ClassifierRouter, timeout: float):
+    def __init__(self, name: str, model: ChatOpenAI, fallback: ClassifierRouter, timeout: float):
         self.name = name
-        # The schema as a dict, built once: given the class, the OpenAI SDK regenerates its JSON
-        # schema on every call (~7% of the server's event loop under load, bench/load.py).
-        self._structured = model.with_structured_output(ROUTE_CHOICE_SCHEMA, method="json_schema")
+        self._model = model
         self.fallback = fallback
         self._timeout = timeout
 
@@ -332,11 +338,7 @@ class LLMRouter:
         ]
         try:
             async with asyncio.timeout(self._timeout):
-                choice = await self._structured.ainvoke(
-                    prompt, config={"tags": ["nostream", "router"], "run_name": "route_llm"}
-                )
-            if not isinstance(choice, RouteChoice):
-                choice = RouteChoice.model_validate(choice)
+                choice = await self._ask(prompt)
         except Exception as exc:
             PROVIDER_ERRORS.labels(role="router", provider=self.name).inc()
             PROVIDER_FALLBACKS.labels(role="router").inc()
@@ -354,6 +356,17 @@ class LLMRouter:
             reason=choice.reason,
             router=self.name,
         )
+
+
+    async def _ask(self, prompt: list[BaseMessage]) -> RouteChoice:
+        payload = self._model._get_request_payload(prompt)
+        payload["response_format"] = ROUTE_CHOICE_FORMAT
+        completion = await self._model.root_async_client.chat.completions.create(**payload)
+        message = completion.choices[0].message if completion.choices else None
+        if message is None or not message.content:
+            refusal = message.refusal if message is not None else None
+            raise ValueError(f"no structured answer ({refusal or 'empty'})")
+        return RouteChoice.model_validate_json(message.content)
 
 
 def make_router(

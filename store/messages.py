@@ -117,12 +117,6 @@ async def save_user_message(
     )
 
 
-async def set_message_agent(pool: Pool, message_id: UUID, agent: str) -> None:
-    """Record on the user's row which specialist took it, as soon as the router decides."""
-    async with pool.connection() as conn:
-        await conn.execute("update messages set agent = %s where id = %s", (agent, message_id))
-
-
 @dataclass(frozen=True)
 class Answer:
     """The assistant row that ends a turn (complete, or interrupted with what was streamed)."""
@@ -146,7 +140,9 @@ async def finish_turn(
     answer: Answer | None,
 ) -> None:
     """End a turn in one transaction: its answer (at most one, whoever saves it first), the
-    user row's final status, and the draft gone. Never on the token path."""
+    user row's final status and the specialist who took it, and the draft gone. Never on the
+    token path, and nothing is written while the graph runs: a round trip awaited between two
+    of its steps would hold the next step back (the draft carries the route for a crash)."""
     async with pool.connection() as conn, conn.pipeline(), conn.transaction():
         if answer is not None:
             await conn.execute(
@@ -167,9 +163,9 @@ async def finish_turn(
                 ),
             )
         await conn.execute(
-            "update messages set status = %s, lease_expires_at = null "
-            "where id = %s and status in ('received', 'running')",
-            (status, user_message_id),
+            "update messages set status = %s, lease_expires_at = null, "
+            "agent = coalesce(%s, agent) where id = %s and status in ('received', 'running')",
+            (status, answer.agent if answer is not None else None, user_message_id),
         )
         await conn.execute(
             "delete from answer_drafts where user_message_id = %s", (user_message_id,)

@@ -105,7 +105,8 @@ async def claim_orphans(
     to run from every worker at once (`skip locked`)."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "select m.id as user_message_id, m.reply_id, m.conversation_id, m.user_id, m.agent, "
+            "select m.id as user_message_id, m.reply_id, m.conversation_id, m.user_id, "
+            "coalesce(m.agent, d.agent) as agent, "
             "m.content as question, d.content, d.route, d.sources, d.model "
             "from messages m left join answer_drafts d on d.user_message_id = m.id "
             "where m.role = 'user' and m.status in ('received', 'running') "
@@ -136,9 +137,9 @@ async def claim_orphans(
                     ),
                 )
                 await conn.execute(
-                    "update messages set status = 'answered', lease_expires_at = null "
-                    "where id = %s",
-                    (orphan.user_message_id,),
+                    "update messages set status = 'answered', lease_expires_at = null, "
+                    "agent = coalesce(agent, %s) where id = %s",
+                    (answer.agent or orphan.agent, orphan.user_message_id),
                 )
                 await conn.execute(
                     "delete from answer_drafts where user_message_id = %s",
@@ -169,8 +170,9 @@ async def claim_orphans(
                 if repair is not None:
                     await repair(orphan)
             await conn.execute(
-                "update messages set status = 'failed', lease_expires_at = null where id = %s",
-                (orphan.user_message_id,),
+                "update messages set status = 'failed', lease_expires_at = null, "
+                "agent = coalesce(agent, %s) where id = %s",
+                (orphan.agent, orphan.user_message_id),
             )
             await conn.execute(
                 "delete from answer_drafts where user_message_id = %s", (orphan.user_message_id,)

@@ -479,9 +479,6 @@ class TurnRunner:
                 case Routed(decision):
                     turn.route = decision
                     turn.unsaved.set()
-                    await messages.set_message_agent(
-                        self._pool, turn.user_message_id, decision.route
-                    )
                     emit(
                         RouteEvent(
                             id=ROUTE_ID,

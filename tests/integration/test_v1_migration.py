@@ -210,7 +210,6 @@ async def test_migrations_keep_every_v1_row_and_the_guides_queries_read_them(
                 worker="test",
                 lease_seconds=60,
             )
-            await messages.set_message_agent(pool, question, agent)
             await messages.finish_turn(
                 pool,
                 user_message_id=question,
