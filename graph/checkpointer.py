@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -25,6 +29,33 @@ from graph.state import STATE_MODELS
 from store.postgres import Pool
 
 
+@dataclass
+class _Pending:
+    """One run's checkpoint rows not yet written, in the order they were produced."""
+
+    blobs: list[tuple[Any, ...]] = field(default_factory=list)
+    checkpoints: list[tuple[Any, ...]] = field(default_factory=list)
+    writes: list[tuple[bytes | str, list[tuple[Any, ...]]]] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def take(self) -> _Pending:
+        taken = _Pending(self.blobs, self.checkpoints, self.writes)
+        self.blobs, self.checkpoints, self.writes = [], [], []
+        return taken
+
+    def put_back(self, rows: _Pending) -> None:
+        self.blobs[:0] = rows.blobs
+        self.checkpoints[:0] = rows.checkpoints
+        self.writes[:0] = rows.writes
+
+    def __bool__(self) -> bool:
+        return bool(self.blobs or self.checkpoints or self.writes)
+
+
+# The run whose checkpoints are being batched, if any (LangGraph's tasks inherit it).
+_BATCH: ContextVar[_Pending | None] = ContextVar("checkpoint_batch", default=None)
+
+
 def make_serializer() -> JsonPlusSerializer:
     """msgpack with an explicit allow-list: our state's models load, nothing else does."""
     return JsonPlusSerializer(allowed_msgpack_modules=list(STATE_MODELS))
@@ -42,11 +73,89 @@ class PooledPostgresSaver(AsyncPostgresSaver):
       every pooled connection ends up waiting on it, and requests time out on the pool. Here
       values are serialised first, on the loop (msgpack of one turn's state is quick), then the
       connection is taken only for the queries.
+    - Batched runs: inside `batched()`, a run's checkpoints and writes (a dozen upserts per
+      turn, each its own pooled connection and round trip: a quarter of a turn's CPU) are
+      kept and written together, when the run ends and by `flush_batches()` in between (the
+      turn runner calls it every second). Every checkpoint is still stored, for history and
+      time travel; a worker killed mid-turn loses at most that second of them, which recovery
+      handles as it handles a run killed before its first checkpoint (`turns/recovery.py`).
     """
 
     def __init__(self, pool: Pool, serde: JsonPlusSerializer) -> None:
         super().__init__(pool, serde=serde)
         self._pool = pool
+        self._open: dict[int, _Pending] = {}
+
+    @asynccontextmanager
+    async def batched(self) -> AsyncIterator[None]:
+        """Batch the checkpoint writes of the run started inside; written when it exits."""
+        pending = _Pending()
+        token = _BATCH.set(pending)
+        self._open[id(pending)] = pending
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ValueError):  # closed from another context
+                _BATCH.reset(token)
+            self._open.pop(id(pending), None)
+            await self._flush([pending])
+
+    async def flush_batches(self) -> None:
+        """Write what every open batch holds so far, in one round trip."""
+        await self._flush(list(self._open.values()))
+
+    async def _flush(self, batches: list[_Pending]) -> None:
+        batches = [b for b in batches if b]
+        if not batches:
+            return
+        # One flush of a batch at a time: rows reach the database in the order they were made.
+        for batch in batches:
+            await batch.lock.acquire()
+        try:
+            taken = [b.take() for b in batches]
+            blobs = [row for t in taken for row in t.blobs]
+            checkpoints = [row for t in taken for row in t.checkpoints]
+            writes = [item for t in taken for item in t.writes]
+            if not (blobs or checkpoints or writes):
+                return  # another flush took them while this one waited
+            try:
+                async with self._cursor(pipeline=True) as cur:
+                    if blobs:
+                        await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
+                    if checkpoints:
+                        await cur.executemany(self.UPSERT_CHECKPOINTS_SQL, checkpoints)
+                    for query, params in writes:
+                        await cur.executemany(query, params)
+            except BaseException:
+                # Kept for the next flush (upserts: writing a row twice is harmless).
+                for batch, rows in zip(batches, taken, strict=True):
+                    batch.put_back(rows)
+                raise
+        finally:
+            for batch in batches:
+                batch.lock.release()
+
+    async def _flush_current(self) -> None:
+        """Read what this run wrote: a read inside a batched run sees its batch first."""
+        pending = _BATCH.get()
+        if pending:
+            await self._flush([pending])
+
+    async def aget_tuple(self, config: RunnableConfig) -> Any:
+        await self._flush_current()
+        return await super().aget_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[Any]:
+        await self._flush_current()
+        async for item in super().alist(config, filter=filter, before=before, limit=limit):
+            yield item
 
     async def aput(
         self,
@@ -83,10 +192,15 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             Jsonb(copy),
             Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
         )
-        async with self._cursor(pipeline=True) as cur:
-            if blobs:
-                await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
-            await cur.execute(self.UPSERT_CHECKPOINTS_SQL, row)
+        pending = _BATCH.get()
+        if pending is not None:
+            pending.blobs.extend(blobs)
+            pending.checkpoints.append(row)
+        else:
+            async with self._cursor(pipeline=True) as cur:
+                if blobs:
+                    await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
+                await cur.execute(self.UPSERT_CHECKPOINTS_SQL, row)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -116,6 +230,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             task_path,
             writes,
         )
+        pending = _BATCH.get()
+        if pending is not None:
+            pending.writes.append((query, params))
+            return
         async with self._cursor(pipeline=True) as cur:
             await cur.executemany(query, params)
 
@@ -136,7 +254,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                     yield cur
 
 
-async def make_checkpointer(pool: Pool) -> AsyncPostgresSaver:
+async def make_checkpointer(pool: Pool) -> PooledPostgresSaver:
     """Checkpoints live beside the messages, keyed by thread_id = conversation_id."""
     saver = PooledPostgresSaver(pool, serde=make_serializer())
     await saver.setup()

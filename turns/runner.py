@@ -28,6 +28,7 @@ from langchain_core.runnables import RunnableConfig
 
 from core.domain import ROUTES, Passage, RouteDecision, Usage
 from graph.builder import ChatGraph
+from graph.checkpointer import PooledPostgresSaver
 from graph.context import Context
 from graph.state import AnswerMeta, RerankInfo, turn_input
 from store import checkpoints, drafts, messages, turn_queue
@@ -402,10 +403,17 @@ class TurnRunner:
 
     async def _flush_drafts(self) -> None:
         """Every `draft_seconds`, write the drafts that are behind, all in one pipeline (off
-        the token path). A turn's first write waits a period too: most turns end before it,
-        and a draft only matters for a turn still running (a resume elsewhere) or a crash."""
+        the token path), and the checkpoints running turns have batched so far. A turn's first
+        draft waits a period too: most turns end before it, and a draft only matters for a
+        turn still running (a resume elsewhere) or a crash."""
+        saver = self._graph.checkpointer
         while True:
             await asyncio.sleep(self._draft_seconds)
+            if isinstance(saver, PooledPostgresSaver):
+                try:
+                    await saver.flush_batches()
+                except Exception:
+                    log.warning("could not write batched checkpoints", exc_info=True)
             now = time.perf_counter()
             behind = [
                 turn

@@ -6,6 +6,7 @@ both go through `TracedRun`, so what a turn records is what a replay records.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from langchain_core.runnables import RunnableConfig
 
 from core.domain import Passage, RouteDecision
 from graph.builder import ChatGraph
+from graph.checkpointer import PooledPostgresSaver
 from graph.context import Context
 from graph.state import AnswerMeta, RerankInfo
 from store.postgres import Pool
@@ -90,7 +92,19 @@ class TracedRun:
         self._routed = False
 
     async def signals(self) -> AsyncIterator[Signal]:
-        """The run's typed signals in order; a node's failure propagates as its exception."""
+        """The run's typed signals in order; a node's failure propagates as its exception.
+
+        The run's checkpoints are written in batches (`PooledPostgresSaver.batched`), all of
+        them stored by the time the last signal is read."""
+        saver = self._graph.checkpointer
+        batched = (
+            saver.batched() if isinstance(saver, PooledPostgresSaver) else contextlib.nullcontext()
+        )
+        async with batched:
+            async for signal in self._signals():
+                yield signal
+
+    async def _signals(self) -> AsyncIterator[Signal]:
         async for mode, chunk in self._graph.astream(
             self._input, self._config, context=self._context, stream_mode=TRACE_MODES
         ):
