@@ -357,7 +357,6 @@ class LLMRouter:
             router=self.name,
         )
 
-
     async def _ask(self, prompt: list[BaseMessage]) -> RouteChoice:
         payload = self._model._get_request_payload(prompt)
         payload["response_format"] = ROUTE_CHOICE_FORMAT

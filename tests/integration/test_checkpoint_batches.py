@@ -1,0 +1,91 @@
+"""Batched checkpoints: a run's steps are written together, none is lost, reads see them."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from graph.checkpointer import PooledPostgresSaver, make_serializer
+from services import Services
+from store.postgres import Pool
+
+
+class _Counter(TypedDict):
+    seen: Annotated[list[int], operator.add]
+
+
+async def _stored(pool: Pool, thread_id: str) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "select count(*) as n from checkpoints where thread_id = %s", (thread_id,)
+        )
+        row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def test_a_batched_run_stores_every_step_once_it_ends_and_on_flush(
+    services: Services,
+) -> None:
+    saver = PooledPostgresSaver(services.pool, make_serializer())
+    thread = "batched-run-1"
+    during: dict[str, int] = {}
+
+    async def first(state: _Counter) -> dict[str, Any]:
+        during["first"] = await _stored(services.pool, thread)
+        return {"seen": [1]}
+
+    async def second(state: _Counter) -> dict[str, Any]:
+        during["before_flush"] = await _stored(services.pool, thread)
+        await saver.flush_batches()  # what the turn runner does every second
+        during["after_flush"] = await _stored(services.pool, thread)
+        # A read inside the run sees the run's own writes.
+        snapshot = await saver.aget_tuple({"configurable": {"thread_id": thread}})
+        during["read_steps"] = int(snapshot.metadata["step"]) if snapshot else -99
+        return {"seen": [2]}
+
+    builder = StateGraph(_Counter)
+    builder.add_node("first", first)
+    builder.add_node("second", second)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", END)
+    graph = builder.compile(checkpointer=saver)
+    config: Any = {"configurable": {"thread_id": thread}}
+
+    async with saver.batched():
+        result = await graph.ainvoke({"seen": [0]}, config)
+
+    assert result["seen"] == [0, 1, 2]
+    # Nothing was written while the first steps ran; a flush wrote them all at once.
+    assert during["first"] == 0
+    assert during["before_flush"] == 0
+    assert during["after_flush"] == 3  # steps -1 (input), 0 (before `first`), 1 (after it)
+    assert during["read_steps"] == 1
+    # Once the run ended: every step, each once.
+    assert await _stored(services.pool, thread) == 4
+    history = [c async for c in saver.alist(config)]
+    assert [c.metadata["step"] for c in history] == [2, 1, 0, -1]
+    state = await graph.aget_state(config)
+    assert state.values["seen"] == [0, 1, 2]
+
+
+async def test_a_run_outside_a_batch_writes_through(services: Services) -> None:
+    saver = PooledPostgresSaver(services.pool, make_serializer())
+    thread = "batched-run-2"
+    seen_during: list[int] = []
+
+    async def only(state: _Counter) -> dict[str, Any]:
+        seen_during.append(await _stored(services.pool, thread))
+        return {"seen": [1]}
+
+    builder = StateGraph(_Counter)
+    builder.add_node("only", only)
+    builder.add_edge(START, "only")
+    builder.add_edge("only", END)
+    graph = builder.compile(checkpointer=saver)
+    config: Any = {"configurable": {"thread_id": thread}}
+    await graph.ainvoke({"seen": [0]}, config, durability="sync")
+    # The input checkpoints were stored before the node ran.
+    assert seen_during == [2]
