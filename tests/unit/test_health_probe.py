@@ -41,6 +41,7 @@ class _CountingPool:
 
 
 async def test_concurrent_checks_share_one_query_and_an_outage_shows_after_max_age() -> None:
+    """Cold, or older than twice `max_age`: callers wait for one shared check."""
     pool = _CountingPool()
     probe = DatabaseProbe(cast(Pool, pool), max_age=0.2)
     results = await asyncio.gather(*(probe.check() for _ in range(50)))
@@ -49,9 +50,23 @@ async def test_concurrent_checks_share_one_query_and_an_outage_shows_after_max_a
     assert await probe.check() == {"audrey": 3}  # fresh: from memory
     assert pool.queries == 1
     pool.down = True
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.45)
     assert await probe.check() is None
     assert pool.queries == 2
     pool.down = False
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.45)
     assert await probe.check() == {"audrey": 3}
+
+
+async def test_a_recent_result_answers_at_once_while_the_next_check_runs_behind() -> None:
+    pool = _CountingPool()
+    probe = DatabaseProbe(cast(Pool, pool), max_age=0.2)
+    assert await probe.check() == {"audrey": 3}
+    await asyncio.sleep(0.25)  # stale, but less than twice max_age
+    pool.down = True
+    started = asyncio.get_running_loop().time()
+    assert await probe.check() == {"audrey": 3}  # answered from memory...
+    assert asyncio.get_running_loop().time() - started < 0.04  # ...without the 50 ms query
+    await asyncio.sleep(0.1)  # the refresh it started has ended: the outage shows
+    assert pool.queries == 2
+    assert await probe.check() is None
