@@ -70,6 +70,8 @@ class RunRecorder:
         self._open: dict[str, tuple[NodeRun, float]] = {}
         self._since_checkpoint: list[NodeRun] = []
         self._by_node: dict[str, NodeRun] = {}
+        # Messages in the state at the run's last checkpoint (each turn adds at least one).
+        self.messages = 0
 
     def observe(self, mode: str, chunk: Any) -> None:
         if not isinstance(chunk, dict):
@@ -108,6 +110,9 @@ class RunRecorder:
     def _on_checkpoint(self, chunk: dict[str, Any]) -> None:
         checkpoint_id = str(chunk.get("config", {}).get("configurable", {}).get("checkpoint_id"))
         step = int(chunk.get("metadata", {}).get("step", -1))
+        values = chunk.get("values")
+        if isinstance(values, dict) and isinstance(values.get("messages"), list):
+            self.messages = len(values["messages"])
         for run in self._since_checkpoint:
             run.checkpoint_id = checkpoint_id
             run.step = step

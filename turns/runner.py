@@ -290,6 +290,10 @@ class TurnRunner:
         emit(final)
         queue.put_nowait(None)
         self._live.pop(turn.reply_id, None)
+        # A conversation has at most as many turns as its state has messages: until it has more
+        # than `keep_turns` of them there is nothing to prune (most conversations, most turns).
+        if run is None or run.recorder.messages <= self._keep_turns:
+            return
         try:
             await checkpoints.prune(self._pool, request.conversation_id, self._keep_turns)
         except Exception:
