@@ -177,6 +177,28 @@ def report(figures: dict[Route, ScopeFigures]) -> dict[str, Any]:
     }
 
 
+async def server_memory(conn: Connection) -> dict[str, Any]:
+    """Shared buffers against what the search reads (its HNSW indexes), in MB: at 128 MB
+    (initdb's default) the per-scope indexes did not fit and every search re-read pages."""
+    cur = await conn.execute(
+        "select c.relname, pg_relation_size(c.oid) / 2^20 as mb from pg_index i "
+        "join pg_class c on c.oid = i.indexrelid join pg_am a on a.oid = c.relam "
+        "where i.indrelid = 'documents'::regclass and a.amname = 'hnsw' order by c.relname"
+    )
+    indexes = {str(row["relname"]): round(float(row["mb"]), 1) for row in await cur.fetchall()}
+    cur = await conn.execute(
+        "select pg_size_bytes(current_setting('shared_buffers')) / 2^20 as mb, "
+        "pg_relation_size('documents') / 2^20 as heap_mb"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {
+        "shared_buffers_mb": round(float(row["mb"])),
+        "documents_heap_mb": round(float(row["heap_mb"]), 1),
+        "hnsw_index_mb": indexes,
+    }
+
+
 def sweep_grid(base: SearchTuning) -> list[SearchTuning]:
     """The knobs tried around the settings' values, one at a time."""
     grid = [dataclasses.replace(base, ef_search=ef) for ef in (40, 100, 150, 175, 250, 300)]
@@ -202,6 +224,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": dataclasses.asdict(tuning),
         }
         async with pool.connection() as conn:
+            result["server"] = await server_memory(conn)
             # Warm the caches the way a running server has them, for both versions alike.
             await measure(conn, queries[:40], exact, tuning)
             async with undone(conn, "008_search_at_scale"):

