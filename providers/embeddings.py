@@ -171,6 +171,8 @@ def make_embeddings(name: str, settings: Settings | None = None) -> EmbeddingCac
                 raise ValueError("OPENAI_API_KEY is required for openai/ embeddings")
             from langchain_openai import OpenAIEmbeddings
 
+            from providers.chat import async_http_client
+
             dimensions = settings.embedding_dimensions or OPENAI_DIMENSIONS.get(model)
             if dimensions is None:
                 raise ValueError(f"Set EMBEDDING_DIMENSIONS for the unknown model {model!r}")
@@ -183,6 +185,7 @@ def make_embeddings(name: str, settings: Settings | None = None) -> EmbeddingCac
                 check_embedding_ctx_length=False,
                 request_timeout=settings.embedding_timeout_seconds,
                 max_retries=settings.llm_max_retries,
+                http_async_client=async_http_client(),
             )
             return EmbeddingCache(client, name=f"openai/{model}", dimensions=dimensions)
         case _:
