@@ -18,7 +18,6 @@ from graph.checkpointer import make_checkpointer
 from graph.context import Context
 from ingest.pipeline import flatten, ingest_knowledge_base
 from providers import Providers, make_providers
-from providers.chat import close_http_clients
 from store import documents
 from store.health import DatabaseProbe
 from store.migrations import apply_migrations
@@ -127,4 +126,4 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 sweeper.cancel()
                 await turns.wait_idle()
                 await turns.close()
-                await close_http_clients()
+                await providers.aclose()

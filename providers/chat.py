@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from langchain_openai import ChatOpenAI
 from openai import DefaultAioHttpClient
@@ -44,22 +46,27 @@ def async_http_client() -> DefaultAioHttpClient:
     Reading a streamed answer (one network read per token at a model's pace) costs about half
     the CPU this way (4.9 -> 2.5 ms per 74-line stream, 40 at once), and the event loop is what
     limits how many turns one worker serves. Same SDK, same requests, same errors and timeouts.
-    Closed by `close_http_clients` when the process's services close.
+    Whoever builds providers closes it (`collect_http_clients`).
     """
     client = DefaultAioHttpClient()
-    _OPEN.add(client)
+    if (made := _MADE.get()) is not None:
+        made.append(client)
     return client
 
 
-# The aiohttp-backed clients not closed yet (aiohttp warns about a session left open).
-_OPEN: weakref.WeakSet[DefaultAioHttpClient] = weakref.WeakSet()
+_MADE: ContextVar[list[DefaultAioHttpClient] | None] = ContextVar("http_clients", default=None)
 
 
-async def close_http_clients() -> None:
-    """Close every client `async_http_client` made (its connections, its aiohttp session)."""
-    for client in list(_OPEN):
-        await client.aclose()
-    _OPEN.clear()
+@contextmanager
+def collect_http_clients() -> Iterator[list[DefaultAioHttpClient]]:
+    """The clients `async_http_client` makes inside (also in threads started inside), for their
+    owner to close: aiohttp warns about a session left open."""
+    made: list[DefaultAioHttpClient] = []
+    token = _MADE.set(made)
+    try:
+        yield made
+    finally:
+        _MADE.reset(token)
 
 
 def price(usage: Usage, model: str, table: dict[str, dict[str, float]]) -> Usage:
