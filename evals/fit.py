@@ -2,8 +2,9 @@
 reads them (`prompts/router_classifier.npz` and `.json`).
 
 1. Training messages: the hand-written examples of `prompts/router_examples.json` and the single
-   messages of the fit files. Features: the e5 query embedding and character n-gram TF-IDF
-   (`providers.route_classifier`), weighted against each other by `ngram_weight`.
+   messages of the fit files, the three routes weighted equally. Features: the e5 query
+   embedding and character n-gram TF-IDF (`providers.route_classifier`), weighted against each
+   other by `ngram_weight`.
 2. Hyperparameters (C, ngram_weight): the lowest 5-fold cross-validated log-loss.
 3. Calibration: one temperature on the out-of-fold log-odds, the lowest log-loss.
 4. Policy (escalate threshold, shifts in a conversation, weight of the context of a short
@@ -42,13 +43,17 @@ from providers.route_classifier import (
 from providers.router import choose
 
 EXAMPLES_PATH = Path(__file__).resolve().parents[1] / "prompts" / "router_examples.json"
-SINGLE_FIT_SETS = (DATASETS / "routing_fit.jsonl", DATASETS / "routing_fit_more.jsonl")
+SINGLE_FIT_SETS = (
+    DATASETS / "routing_fit.jsonl",
+    DATASETS / "routing_fit_more.jsonl",
+    DATASETS / "routing_fit_trades.jsonl",
+)
 MULTITURN_FIT_SETS = (DATASETS / "multiturn_fit.jsonl", DATASETS / "multiturn_fit_more.jsonl")
 FIT_SETS = (*SINGLE_FIT_SETS, *MULTITURN_FIT_SETS)
 
 FOLDS = 5
 MIN_DF = 2
-C_GRID = (4.0, 16.0, 64.0)
+C_GRID = (4.0, 16.0, 64.0, 256.0)
 NGRAM_WEIGHTS = (0.5, 0.7, 1.0)
 TEMPERATURES = tuple(round(0.5 + 0.05 * i, 2) for i in range(51))
 
@@ -124,7 +129,9 @@ def design(
 def _fit_lr(x: Matrix, y: Sequence[str], c: float) -> Any:
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=c, max_iter=5000)
+    # Classes weighted equally: the fit files' mix of routes is how they were written, not the
+    # traffic's; the escalate threshold, chosen on the out-of-fold probabilities, sets the prior.
+    model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
     model.fit(x, list(y))
     return model
 

@@ -33,9 +33,7 @@ MULTITURN_TARGETS = {"accuracy": 0.90, "escalate_recall": 0.95}
 # holds the measured level, so any regression still fails, and the target itself stays below as
 # a strict expected failure, reported by every run until a router reaches it.
 BELOW_TARGET = {
-    ("routing_personas_test", "escalate_recall"): 33 / 36,
-    ("routing_holdout_test", "accuracy"): 63 / 69,
-    ("routing_holdout_test", "escalate_recall"): 18 / 21,
+    ("routing_personas_test", "escalate_precision"): 36 / 43,
 }
 
 
