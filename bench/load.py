@@ -232,6 +232,10 @@ async def run_step(
         "turns_per_second": round(len(ok) / wall, 2),
         "wall_seconds": round(wall, 2),
         "server_cpu_percent": round(100 * (cpu_after - cpu_before) / wall, 1),
+        # The server's CPU time over the step per turn served: what one turn costs the worker.
+        "server_cpu_ms_per_turn": round(1000 * (cpu_after - cpu_before) / len(ok), 1)
+        if ok
+        else None,
         # 100 = one core; the machine has psutil.cpu_count() of them.
         "cpu_percent_by_process": {
             name: round(100 * (_cpu_seconds(group) - before[name]) / wall, 1)
