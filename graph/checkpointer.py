@@ -119,13 +119,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             if not (blobs or checkpoints or writes):
                 return  # another flush took them while this one waited
             try:
-                async with self._cursor(pipeline=True) as cur:
-                    if blobs:
-                        await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
-                    if checkpoints:
-                        await cur.executemany(self.UPSERT_CHECKPOINTS_SQL, checkpoints)
-                    for query, params in writes:
-                        await cur.executemany(query, params)
+                await self._write(blobs, checkpoints, writes)
             except BaseException:
                 # Kept for the next flush (upserts: writing a row twice is harmless).
                 for batch, rows in zip(batches, taken, strict=True):
@@ -134,6 +128,21 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         finally:
             for batch in batches:
                 batch.lock.release()
+
+    async def _write(
+        self,
+        blobs: list[tuple[Any, ...]],
+        checkpoints: list[tuple[Any, ...]],
+        writes: list[tuple[bytes | str, list[tuple[Any, ...]]]],
+    ) -> None:
+        """The one write path: blobs, checkpoints, then writes, in one pipelined round trip."""
+        async with self._cursor(pipeline=True) as cur:
+            if blobs:
+                await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
+            if checkpoints:
+                await cur.executemany(self.UPSERT_CHECKPOINTS_SQL, checkpoints)
+            for query, params in writes:
+                await cur.executemany(query, params)
 
     async def _flush_current(self) -> None:
         """Read what this run wrote: a read inside a batched run sees its batch first."""
@@ -197,10 +206,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             pending.blobs.extend(blobs)
             pending.checkpoints.append(row)
         else:
-            async with self._cursor(pipeline=True) as cur:
-                if blobs:
-                    await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
-                await cur.execute(self.UPSERT_CHECKPOINTS_SQL, row)
+            await self._write(blobs, [row], [])
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -233,9 +239,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         pending = _BATCH.get()
         if pending is not None:
             pending.writes.append((query, params))
-            return
-        async with self._cursor(pipeline=True) as cur:
-            await cur.executemany(query, params)
+        else:
+            await self._write([], [], [(query, params)])
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
