@@ -164,17 +164,42 @@ class ClassifierRouter:
     async def probabilities(self, query: RouteQuery) -> dict[Route, float]:
         """P(route) for the message; a short follow-up is also read with its context."""
         classifier = self.classifier
-        logits = classifier.logits(query.message, await self._embeddings.query(query.message))
         weight = classifier.policy.context_weight
-        if query.in_context and weight > 0:
+        if not (query.in_context and weight > 0):
+            vector = await self._embeddings.query(query.message)
+            logits = classifier.logits(query.message, vector)
+        else:
+            # Both texts in one engine call (the embedder batches concurrent queries).
             text = query.in_context
-            in_context = classifier.logits(text, await self._embeddings.query(text))
-            logits = (1.0 - weight) * logits + weight * in_context
+            vector, context_vector = await asyncio.gather(
+                self._embeddings.query(query.message), self._embeddings.query(text)
+            )
+            logits = (1.0 - weight) * classifier.logits(
+                query.message, vector
+            ) + weight * classifier.logits(text, context_vector)
         return softmax(dict(zip(ROUTES, logits.tolist(), strict=True)))
 
     async def route(self, query: RouteQuery) -> RouteDecision:
-        decision = decide(await self.probabilities(query), query, self.classifier.policy)
+        decision = settled(query) or decide(
+            await self.probabilities(query), query, self.classifier.policy
+        )
         return decision.model_copy(update={"router": self.name})
+
+
+def settled(query: RouteQuery) -> RouteDecision | None:
+    """The decision when no model needs to read the message: an explicit human-only request
+    escalates, and a reply to the previous specialist ("merci", "oui", "plus court") stays with
+    her. Both routers check it first; `choose` applies the same rules to probabilities."""
+    rule = explicit_escalation(query.message)
+    if rule is not None:
+        return RouteDecision(route="escalate", confidence=1.0, reason=f"rule: {rule}")
+    if query.previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
+        return RouteDecision(
+            route=query.previous,
+            confidence=1.0,
+            reason=f"reply ({query.reply}) to {query.previous}'s answer",
+        )
+    return None
 
 
 # Replies that carry no topic of their own: they belong to whoever wrote the answer.
@@ -307,19 +332,10 @@ class LLMRouter:
         await self.fallback.warm()
 
     async def route(self, query: RouteQuery) -> RouteDecision:
-        rule = explicit_escalation(query.message)
-        if rule is not None:
-            return RouteDecision(
-                route="escalate", confidence=1.0, reason=f"rule: {rule}", router=self.name
-            )
-        if query.previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
+        decision = settled(query)
+        if decision is not None:
             # "merci", "oui", "plus court": nothing for a model to decide, no call to pay for.
-            return RouteDecision(
-                route=query.previous,
-                confidence=1.0,
-                reason=f"reply ({query.reply}) to {query.previous}'s answer",
-                router=self.name,
-            )
+            return decision.model_copy(update={"router": self.name})
         lines = [
             f"{'assistant (' + str(m.name) + ')' if isinstance(m, AIMessage) else 'user'}: "
             f"{m.text[:300]}"

@@ -148,8 +148,12 @@ async def test_routes_held_out_messages(
     decision = await router.route(RouteQuery(message))
     assert decision.route == expected, decision.reason
     assert decision.router == "embedding/e5-logreg"
-    assert set(decision.scores) == {"audrey", "carole", "escalate"}
-    assert np.isclose(sum(decision.scores.values()), 1.0, atol=1e-3)
+    if decision.reason.startswith("rule:"):
+        # An explicit request for a person is settled before the classifier reads it.
+        assert decision.scores == {}
+    else:
+        assert set(decision.scores) == {"audrey", "carole", "escalate"}
+        assert np.isclose(sum(decision.scores.values()), 1.0, atol=1e-3)
 
 
 async def test_short_follow_up_keeps_previous_specialist(router: ClassifierRouter) -> None:
