@@ -2,7 +2,8 @@
 
 The real client libraries talk to it over real HTTP, so retries, timeouts, SSE parsing and
 structured-output parsing are exercised exactly as in production, without network or cost.
-Latency and faults (429, 500, timeout, cut stream, malformed chunk) are scriptable per model.
+Latency and faults (429, 500, timeout, cut stream, malformed chunk) are scriptable per model;
+a latency counts from the request's arrival, so the fake's own work does not add to it.
 
 Run alone: `python -m devtools.fake_provider --port 8900 [--ttft-ms 300 --token-delay-ms 20]`.
 In tests: `async with fake_provider() as fake: ChatOpenAI(base_url=fake.openai_base_url, ...)`.
@@ -378,6 +379,19 @@ async def _sleep_ms(ms: float) -> None:
         await asyncio.sleep(ms / 1000)
 
 
+# Where `_InFlight` stamps the request's arrival in the ASGI scope.
+ARRIVED = "fake.arrived"
+
+
+async def _answer_after(ms: float, scope: Mapping[str, Any]) -> None:
+    """Sleep until `ms` after the request arrived: the configured latency is the latency a
+    client sees, not the fake's own work (body, answer, JSON) plus the latency. Without the
+    stamp (the app called without its middleware), the whole `ms`."""
+    arrived = scope.get(ARRIVED)
+    spent = (time.perf_counter() - arrived) * 1000 if isinstance(arrived, float) else 0.0
+    await _sleep_ms(ms - spent)
+
+
 async def _sleep_unless_disconnected(request: Request, seconds: float) -> bool:
     """Sleep like a hung upstream, but stop once the client gives up so shutdown stays quick."""
     loop = asyncio.get_running_loop()
@@ -553,7 +567,11 @@ class _Completion:
 
 
 async def _stream(
-    completion: _Completion, config: FakeConfig, fault: str, include_usage: bool
+    completion: _Completion,
+    config: FakeConfig,
+    fault: str,
+    include_usage: bool,
+    scope: Mapping[str, Any],
 ) -> AsyncIterator[str]:
     yield _sse(completion.chunk(completion.first_delta()))
     if fault == "malformed":
@@ -561,7 +579,7 @@ async def _stream(
         yield _sse("[DONE]")
         return
     cut = _cut_after(fault)
-    await _sleep_ms(config.ttft_ms)
+    await _answer_after(config.ttft_ms, scope)
     for index, token in enumerate(split_tokens(completion.answer.text)):
         if index == cut:
             raise _ConnectionCut(fault)
@@ -590,11 +608,13 @@ def _openai_router(state: FakeState) -> APIRouter:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
             return StreamingResponse(
-                _stream(completion, config, fault, include_usage),
+                _stream(completion, config, fault, include_usage, request.scope),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        await _sleep_ms(config.completion_ms if config.completion_ms >= 0 else config.ttft_ms)
+        await _answer_after(
+            config.completion_ms if config.completion_ms >= 0 else config.ttft_ms, request.scope
+        )
         if fault == "malformed" or fault.startswith("cut:"):
             return _broken_json(completion.full(), fault)
         return JSONResponse(completion.full())
@@ -632,7 +652,7 @@ def _openai_router(state: FakeState) -> APIRouter:
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-        await _sleep_ms(config.embedding_delay_ms)
+        await _answer_after(config.embedding_delay_ms, request.scope)
         if fault == "malformed" or fault.startswith("cut:"):
             return _broken_json(payload, fault)
         return JSONResponse(payload)
@@ -697,7 +717,7 @@ def _rerank_router(state: FakeState) -> APIRouter:
             "results": results,
             "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
         }
-        await _sleep_ms(config.rerank_delay_ms)
+        await _answer_after(config.rerank_delay_ms, request.scope)
         if fault == "malformed" or fault.startswith("cut:"):
             return _broken_json(payload, fault)
         return JSONResponse(payload)
@@ -755,6 +775,7 @@ class _InFlight:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope[ARRIVED] = time.perf_counter()
         path = str(scope["path"])
         counts, peaks = self.state.in_flight, self.state.max_in_flight
         counts[path] = counts.get(path, 0) + 1
