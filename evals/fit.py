@@ -47,6 +47,7 @@ SINGLE_FIT_SETS = (
     DATASETS / "routing_fit.jsonl",
     DATASETS / "routing_fit_more.jsonl",
     DATASETS / "routing_fit_trades.jsonl",
+    DATASETS / "routing_fit_niches.jsonl",
 )
 MULTITURN_FIT_SETS = (DATASETS / "multiturn_fit.jsonl", DATASETS / "multiturn_fit_more.jsonl")
 FIT_SETS = (*SINGLE_FIT_SETS, *MULTITURN_FIT_SETS)

@@ -33,7 +33,8 @@ MULTITURN_TARGETS = {"accuracy": 0.90, "escalate_recall": 0.95}
 # holds the measured level, so any regression still fails, and the target itself stays below as
 # a strict expected failure, reported by every run until a router reaches it.
 BELOW_TARGET = {
-    ("routing_personas_test", "escalate_precision"): 36 / 43,
+    ("routing_holdout_test", "accuracy"): 64 / 69,
+    ("routing_holdout_test", "escalate_precision"): 20 / 24,
 }
 
 
