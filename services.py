@@ -101,7 +101,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 context,
                 multitask=settings.multitask,
                 lease_seconds=settings.turn_lease_seconds,
-                max_running=settings.max_running_turns,
+                max_running=settings.running_turns,
                 draft_seconds=settings.draft_flush_seconds,
                 keep_turns=settings.checkpoint_keep_turns,
                 handoffs=handoffs,

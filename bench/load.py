@@ -250,7 +250,13 @@ async def run_step(
     return step
 
 
-async def sweep(mode: str, steps: list[int], workers: int, fresh: bool) -> dict[str, Any]:
+async def sweep(
+    mode: str,
+    steps: list[int],
+    workers: int,
+    fresh: bool,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, Any]:
     data_dir = ROOT / f".data-load-{mode}"
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
@@ -262,6 +268,7 @@ async def sweep(mode: str, steps: list[int], workers: int, fresh: bool) -> dict[
         LOG_LEVEL="warning",
         RATE_LIMIT_PER_MINUTE="0",
     )
+    env.update(overrides or {})
     fake: ServerProcess | None = None
     if mode == "production":
         fake = start_fake_provider()
@@ -291,7 +298,7 @@ async def sweep(mode: str, steps: list[int], workers: int, fresh: bool) -> dict[
         server.stop()
         if fake is not None:
             fake.stop()
-    return {"mode": mode, "workers": workers, "steps": results}
+    return {"mode": mode, "workers": workers, "settings": overrides or {}, "steps": results}
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -332,14 +339,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--fresh", action="store_true", help="start from an empty database")
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the server (e.g. MAX_RUNNING_TURNS=8), repeatable",
+    )
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
     sweeps: list[dict[str, Any]] = []
     if args.mode in ("production", "both"):
         steps = [int(s) for s in args.steps.split(",")]
-        sweeps.append(asyncio.run(sweep("production", steps, args.workers, args.fresh)))
+        sweeps.append(asyncio.run(sweep("production", steps, args.workers, args.fresh, overrides)))
     if args.mode in ("embedded", "both"):
         steps = [int(s) for s in args.embedded_steps.split(",")]
-        sweeps.append(asyncio.run(sweep("embedded", steps, args.workers, args.fresh)))
+        sweeps.append(asyncio.run(sweep("embedded", steps, args.workers, args.fresh, overrides)))
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cores": psutil.cpu_count(), "model": cpu_model()},

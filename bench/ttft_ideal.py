@@ -219,8 +219,8 @@ class System:
 
 
 async def search_ms(questions_asked: Sequence[str], data_dir: Path) -> list[float]:
-    """The retrieve node's searches (three scopes at once, on a pool, as it runs them) for each
-    question, on the database the servers used, with the vectors the fake returned them."""
+    """The retrieve node's search (every route's scope in one statement, as it runs it) for
+    each question, on the database the servers used, with the vectors the fake returned them."""
     url = await asyncio.to_thread(start_embedded, data_dir)
     pool = await open_pool(url, max_size=4)
     tuning = SearchTuning.from_settings(get_settings())
@@ -231,12 +231,7 @@ async def search_ms(questions_asked: Sequence[str], data_dir: Path) -> list[floa
             query = search_text([HumanMessage(question)])
             vector = embed(query, DIMENSIONS)
             started = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    documents.search_hybrid(pool, vector, query, scope, k, tuning)
-                    for scope in SEARCH_SCOPES.values()
-                )
-            )
+            await documents.search_scopes(pool, vector, query, SEARCH_SCOPES, k, tuning)
             if attempt >= WARM_UP:
                 times.append((time.perf_counter() - started) * 1000)
     finally:

@@ -83,9 +83,10 @@ async def answer(services: V1Services, request: V1Request) -> V1Response:
     query = search_text(conversation)
     embedding = await providers.embeddings.query(query)
     clock.lap("embed")
-    candidates = await providers.retriever.search(
-        embedding, query, SEARCH_SCOPES[decision.route], settings.retrieve_k
+    found = await providers.retriever.search(
+        embedding, query, {decision.route: SEARCH_SCOPES[decision.route]}, settings.retrieve_k
     )
+    candidates = found[decision.route]
     clock.lap("search")
     passages = await providers.reranker.rerank(query, candidates, settings.rerank_top_n)
     clock.lap("rerank")

@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     # Graph runs at once per worker; more wait their turn in memory, holding no connection
     # (their stream already said the message was received). Beyond what the cores can run,
     # more at once only makes every turn slower and the pool wait longer (bench/load.py).
-    max_running_turns: int = Field(default=96, ge=1, le=10_000)
+    # Unset: `running_turns`.
+    max_running_turns: int | None = Field(default=None, ge=1, le=10_000)
     # Threads for CPU work (the embedded e5 model); network I/O never leaves the event loop.
     cpu_threads: int = Field(default=2, ge=1, le=64)
     # How often a streaming answer is flushed as a draft (resume from another worker, crash).
@@ -169,6 +170,16 @@ class Settings(BaseSettings):
         if self.openrouter_api_key is not None:
             return f"openrouter/{self.llm_model}"
         return "extractive/v1"
+
+    @property
+    def running_turns(self) -> int:
+        """MAX_RUNNING_TURNS, or by default 96 when an LLM writes the answers (a turn mostly
+        waits on the network) and 4 per CPU thread with the extractive composer (a turn is CPU
+        work from end to end: more at once only lengthens the event loop's queue, and
+        `/health` with it; bench/load.py, embedded sweep)."""
+        if self.max_running_turns is not None:
+            return self.max_running_turns
+        return 96 if self.openrouter_api_key is not None else 4 * self.cpu_threads
 
     @property
     def router_provider(self) -> str:

@@ -37,3 +37,19 @@ def split_sentences(text: str) -> list[str]:
 def tokens_of(text: str) -> list[str]:
     """Cut an answer into word-sized deltas (each keeps its trailing space) for streaming."""
     return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
+def phrases_of(text: str, max_chars: int = 48) -> list[str]:
+    """Cut an answer into deltas of whole words, each ending at a line break or once it holds
+    `max_chars` characters: what a model streams in a few tokens, at a fraction of the events
+    (each event is work for the server's loop)."""
+    phrases: list[str] = []
+    current = ""
+    for token in tokens_of(text):
+        current += token
+        if len(current) >= max_chars or "\n" in token:
+            phrases.append(current)
+            current = ""
+    if current:
+        phrases.append(current)
+    return phrases

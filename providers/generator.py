@@ -19,7 +19,7 @@ from langchain_openai import ChatOpenAI
 from core.domain import Passage, Route, Usage
 from core.metrics import PROVIDER_ERRORS, PROVIDER_FALLBACKS
 from core.settings import Settings
-from core.text import split_sentences, tokens_of
+from core.text import phrases_of, split_sentences
 from prompts.generator import DOCUMENTS_FRAME, HISTORY_MESSAGES, NO_DOCUMENTS, format_documents
 from prompts.personas import ESCALATE_CONTACT_QUERY, PERSONAS, Persona
 from providers.chat import make_chat_model, price
@@ -67,7 +67,7 @@ class _Candidate:
 
 class ExtractiveGenerator:
     """The embedded default: no LLM. It quotes the knowledge base's most relevant sentences in
-    the persona's frame, cites them by number, and streams the result word by word."""
+    the persona's frame, cites them by number, and streams the result a phrase at a time."""
 
     name = "extractive/v1"
     uses_llm = False
@@ -164,9 +164,9 @@ class ExtractiveGenerator:
 
     async def astream(self, request: AnswerRequest) -> AsyncIterator[AnswerChunk]:
         text = await self.compose(request)
-        for token in tokens_of(text):
-            yield AnswerChunk(text=token)
-            # Hand the loop back between words so each one is flushed as its own event.
+        for phrase in phrases_of(text):
+            yield AnswerChunk(text=phrase)
+            # Hand the loop back between phrases so each one is flushed as its own event.
             await asyncio.sleep(0)
         yield AnswerChunk(model=self.name, usage=Usage())
 

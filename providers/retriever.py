@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
 import numpy as np
@@ -10,16 +10,17 @@ import numpy as np
 from core.domain import AgentOwner, Passage
 from providers.embeddings import Vector, cosine
 from store import documents
-from store.documents import SearchTuning
+from store.documents import Scope, SearchTuning
 from store.postgres import Pool
 
 
 class Retriever(Protocol):
-    """Finds the k passages closest to a query among the given owners' documents."""
+    """Finds, for each scope (a set of owners), the k passages closest to a query among that
+    scope's documents."""
 
     async def search(
-        self, embedding: Vector, text: str, agents: Sequence[AgentOwner], k: int
-    ) -> list[Passage]: ...
+        self, embedding: Vector, text: str, scopes: Mapping[Scope, Sequence[AgentOwner]], k: int
+    ) -> dict[Scope, list[Passage]]: ...
 
 
 class PostgresRetriever:
@@ -30,9 +31,9 @@ class PostgresRetriever:
         self._tuning = tuning
 
     async def search(
-        self, embedding: Vector, text: str, agents: Sequence[AgentOwner], k: int
-    ) -> list[Passage]:
-        return await documents.search_hybrid(self._pool, embedding, text, agents, k, self._tuning)
+        self, embedding: Vector, text: str, scopes: Mapping[Scope, Sequence[AgentOwner]], k: int
+    ) -> dict[Scope, list[Passage]]:
+        return await documents.search_scopes(self._pool, embedding, text, scopes, k, self._tuning)
 
 
 class InMemoryRetriever:
@@ -45,18 +46,20 @@ class InMemoryRetriever:
         )
 
     async def search(
-        self, embedding: Vector, text: str, agents: Sequence[AgentOwner], k: int
-    ) -> list[Passage]:
+        self, embedding: Vector, text: str, scopes: Mapping[Scope, Sequence[AgentOwner]], k: int
+    ) -> dict[Scope, list[Passage]]:
         sims = cosine(self._matrix, embedding)
         order = np.argsort(-sims)
-        hits = [
+        ranked = [
             self._passages[i].model_copy(
                 update={"similarity": float(sims[i]), "score": float(sims[i])}
             )
             for i in order
-            if self._passages[i].agent_owner in agents
         ]
-        return hits[:k]
+        return {
+            name: [p for p in ranked if p.agent_owner in agents][:k]
+            for name, agents in scopes.items()
+        }
 
 
 def make_retriever(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from psycopg import sql
@@ -16,6 +16,9 @@ from core.domain import AgentOwner, Passage
 from core.settings import Settings
 from store.postgres import Connection, Pool
 from store.sentences import as_array
+
+# A scope's name in `search_scopes` (the retrieve node names them by route).
+Scope = TypeVar("Scope", bound=str)
 
 
 class EmbeddingMismatch(Exception):
@@ -78,44 +81,89 @@ async def search_hybrid_on(
     k: int,
     tuning: SearchTuning | None = None,
 ) -> list[Passage]:
-    """`search_hybrid` on a connection the caller holds; without `tuning`, the SQL function's
+    """`search_hybrid` on a connection the caller holds."""
+    found = await search_scopes_on(conn, embedding, text, {"": agents}, k, tuning)
+    return found[""]
+
+
+async def search_scopes(
+    pool: Pool,
+    embedding: np.ndarray[Any, np.dtype[np.float32]],
+    text: str,
+    scopes: Mapping[Scope, Sequence[AgentOwner]],
+    k: int,
+    tuning: SearchTuning | None = None,
+) -> dict[Scope, list[Passage]]:
+    """`search_hybrid` for several sets of owners at once: one statement, one round trip and
+    one connection for all of them (the retrieve node searches every route's scope)."""
+    async with pool.connection() as conn:
+        return await search_scopes_on(conn, embedding, text, scopes, k, tuning)
+
+
+async def search_scopes_on(
+    conn: Connection,
+    embedding: np.ndarray[Any, np.dtype[np.float32]],
+    text: str,
+    scopes: Mapping[Scope, Sequence[AgentOwner]],
+    k: int,
+    tuning: SearchTuning | None = None,
+) -> dict[Scope, list[Passage]]:
+    """`search_scopes` on a connection the caller holds; without `tuning`, the SQL function's
     own defaults (and only the five arguments every version of it takes)."""
-    if tuning is None:
-        cur = await conn.execute(
-            "select id, content, metadata, agent_owner, source, similarity, score "
-            "from match_documents_hybrid(%s, %s, %s, %s, %s)",
-            (embedding, text, list(agents), k, max(40, 4 * k)),
+    names = list(scopes)
+    if not names:
+        return {}
+    params: dict[str, Any] = {
+        "embedding": embedding,
+        "text": text,
+        "k": k,
+        "candidates": max(tuning.candidates if tuning else 40, 4 * k),
+    }
+    rows_sql = []
+    for i, name in enumerate(names):
+        params[f"scope{i}"] = i
+        params[f"agents{i}"] = list(scopes[name])
+        rows_sql.append(
+            sql.SQL("({}::int, {}::text[])").format(
+                sql.Placeholder(f"scope{i}"), sql.Placeholder(f"agents{i}")
+            )
         )
-    else:
-        cur = await conn.execute(
-            "select id, content, metadata, agent_owner, source, similarity, score "
-            "from match_documents_hybrid(%s, %s, %s, %s, %s, ef_search => %s, "
-            "max_scan_tuples => %s, text_budget => %s)",
-            (
-                embedding,
-                text,
-                list(agents),
-                k,
-                max(tuning.candidates, 4 * k),
-                tuning.ef_search,
-                tuning.max_scan_tuples,
-                tuning.text_budget,
-            ),
+    tuned = sql.SQL("")
+    if tuning is not None:
+        params |= {
+            "ef": tuning.ef_search,
+            "scan": tuning.max_scan_tuples,
+            "budget": tuning.text_budget,
+        }
+        tuned = sql.SQL(
+            ", ef_search => %(ef)s, max_scan_tuples => %(scan)s, text_budget => %(budget)s"
         )
-    rows = await cur.fetchall()
-    return [
-        Passage(
-            id=row["id"],
-            content=row["content"] or "",
-            source=row["source"] or "",
-            title=str((row["metadata"] or {}).get("title", "")),
-            section=str((row["metadata"] or {}).get("section", "")),
-            agent_owner=row["agent_owner"],
-            similarity=float(row["similarity"] or 0.0),
-            score=float(row["score"]),
+    # The function runs once per scope (LATERAL), in the order the scopes were given; the query
+    # vector is sent once.
+    query = sql.SQL(
+        "select s.scope, m.id, m.content, m.metadata, m.agent_owner, m.source, m.similarity, "
+        "m.score from (values {rows}) as s(scope, agents) "
+        "cross join lateral match_documents_hybrid("
+        "%(embedding)s, %(text)s, s.agents, %(k)s, %(candidates)s{tuned}"
+        ") with ordinality as m "
+        "order by s.scope, m.ordinality"
+    ).format(rows=sql.SQL(", ").join(rows_sql), tuned=tuned)
+    cur = await conn.execute(query, params)
+    found: dict[Scope, list[Passage]] = {name: [] for name in names}
+    for row in await cur.fetchall():
+        found[names[row["scope"]]].append(
+            Passage(
+                id=row["id"],
+                content=row["content"] or "",
+                source=row["source"] or "",
+                title=str((row["metadata"] or {}).get("title", "")),
+                section=str((row["metadata"] or {}).get("section", "")),
+                agent_owner=row["agent_owner"],
+                similarity=float(row["similarity"] or 0.0),
+                score=float(row["score"]),
+            )
         )
-        for row in rows
-    ]
+    return found
 
 
 async def index_dimensions(pool: Pool) -> int | None:

@@ -106,6 +106,20 @@ async def test_each_route_scope_searches_its_own_index(data_dir: Path) -> None:
             hits = await documents.search_hybrid(pool, query, "", scope, 10)  # type: ignore[arg-type]
             assert len(hits) == 10
             assert {h.agent_owner for h in hits} <= set(scope)
+        # Every route's scope in one statement: the same rows, in the same order, as one search
+        # per scope (with and without the tuning arguments).
+        for tuning in (None, documents.SearchTuning(40, 100, 20000, 500)):
+            scopes = {
+                "audrey": ("audrey", "shared"),
+                "carole": ("carole", "shared"),
+                "escalate": ("shared",),
+            }
+            together = await documents.search_scopes(pool, query, "", scopes, 10, tuning)  # type: ignore[arg-type]
+            assert list(together) == list(scopes)
+            for name, agents in scopes.items():
+                alone = await documents.search_hybrid(pool, query, "", agents, 10, tuning)  # type: ignore[arg-type]
+                assert [h.id for h in together[name]] == [h.id for h in alone]
+                assert len(alone) == 10
     finally:
         await pool.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -23,6 +23,7 @@ from providers.generator import ExtractiveGenerator
 from providers.rerank import SentenceReranker
 from providers.retriever import InMemoryRetriever
 from providers.router import ClassifierRouter
+from store.documents import Scope
 
 DOCS: list[tuple[AgentOwner, str, str]] = [
     (
@@ -105,11 +106,11 @@ class MeetingRetriever:
         self.routing_started = routing_started
 
     async def search(
-        self, embedding: Any, text: str, agents: Sequence[AgentOwner], k: int
-    ) -> list[Passage]:
+        self, embedding: Any, text: str, scopes: Mapping[Scope, Sequence[AgentOwner]], k: int
+    ) -> dict[Scope, list[Passage]]:
         self.retrieval_started.set()
         await asyncio.wait_for(self.routing_started.wait(), timeout=5)
-        return await self.inner.search(embedding, text, agents, k)
+        return await self.inner.search(embedding, text, scopes, k)
 
 
 class BrokenReranker:

@@ -48,3 +48,16 @@ def test_database_url_accepts_socket_urls_and_rejects_others() -> None:
     assert Settings(_env_file=None, database_url="").database_url is None
     with pytest.raises(ValueError, match="postgresql://"):
         Settings(_env_file=None, database_url="mysql://x")
+
+
+def test_running_turns_follow_what_a_turn_waits_on() -> None:
+    # The extractive composer: a turn is CPU work, so a few per CPU thread.
+    assert Settings(_env_file=None, cpu_threads=2).running_turns == 8
+    assert Settings(_env_file=None, cpu_threads=3, cohere_api_key="k").running_turns == 12
+    # An LLM writes the answers: a turn mostly waits on the network.
+    assert Settings(_env_file=None, openrouter_api_key="k").running_turns == 96
+    # Set explicitly, it wins either way.
+    assert Settings(_env_file=None, max_running_turns=5).running_turns == 5
+    assert (
+        Settings(_env_file=None, openrouter_api_key="k", max_running_turns=500).running_turns == 500
+    )
