@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import errors
 from api.limits import BodySizeLimit
 from api.routes import admin, chat, conversations, feedback, handoffs, health, metrics, widget
+from core.memory import settle_heap
 from core.metrics import share_between_workers
 from core.settings import Settings, get_settings
 from services import open_services
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            settle_heap()
             yield
 
     app = FastAPI(

@@ -68,6 +68,9 @@ TURN_LOST = (
 Multitask = Literal["enqueue", "reject"]
 # How long a waiting turn sleeps between checks at most (another worker's turn may end).
 MAX_POLL_SECONDS = 0.5
+# Drafts written per round trip by the flusher (one write for every running turn held the event
+# loop long enough to delay every stream's next token).
+DRAFTS_PER_WRITE = 16
 
 
 class TurnLost(Exception):
@@ -406,7 +409,7 @@ class TurnRunner:
                     lost.set()
 
     async def _flush_drafts(self) -> None:
-        """Every `draft_seconds`, write the drafts that are behind, all in one pipeline (off
+        """Every `draft_seconds`, write the drafts that are behind, a few per pipeline (off
         the token path), and the checkpoints running turns have batched so far. A turn's first
         draft waits a period too: most turns end before it, and a draft only matters for a
         turn still running (a resume elsewhere) or a crash."""
@@ -426,14 +429,17 @@ class TurnRunner:
             ]
             if not behind:
                 continue
-            for turn in behind:
-                turn.unsaved.clear()
-            try:
-                await drafts.save_many(self._pool, [turn.draft() for turn in behind])
-            except Exception:
-                log.warning("could not save %d draft(s)", len(behind), exc_info=True)
-                for turn in behind:
-                    turn.unsaved.set()
+            # A few drafts per round trip: the loop serves the streams between two writes.
+            for start in range(0, len(behind), DRAFTS_PER_WRITE):
+                chunk = behind[start : start + DRAFTS_PER_WRITE]
+                for turn in chunk:
+                    turn.unsaved.clear()
+                try:
+                    await drafts.save_many(self._pool, [turn.draft() for turn in chunk])
+                except Exception:
+                    log.warning("could not save %d draft(s)", len(chunk), exc_info=True)
+                    for turn in chunk:
+                        turn.unsaved.set()
 
     def _traced_run(self, turn: _Turn) -> TracedRun:
         request = turn.request
