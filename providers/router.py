@@ -165,10 +165,7 @@ class ClassifierRouter:
         """P(route) for the message; a short follow-up is also read with its context."""
         classifier = self.classifier
         weight = classifier.policy.context_weight
-        if not (query.in_context and weight > 0):
-            vector = await self._embeddings.query(query.message)
-            logits = classifier.logits(query.message, vector)
-        else:
+        if query.in_context and weight > 0:
             # Both texts in one engine call (the embedder batches concurrent queries).
             text = query.in_context
             vector, context_vector = await asyncio.gather(
@@ -177,6 +174,8 @@ class ClassifierRouter:
             logits = (1.0 - weight) * classifier.logits(
                 query.message, vector
             ) + weight * classifier.logits(text, context_vector)
+        else:
+            logits = classifier.logits(query.message, await self._embeddings.query(query.message))
         return softmax(dict(zip(ROUTES, logits.tolist(), strict=True)))
 
     async def route(self, query: RouteQuery) -> RouteDecision:
@@ -262,17 +261,9 @@ def decide(
     """`choose`, worded as the decision the graph records and streams in the `route` event."""
     choice = choose(probabilities, query, policy)
     scores = {route: round(p, 4) for route, p in probabilities.items()}
-    if choice.rule is not None:
-        return RouteDecision(
-            route="escalate", confidence=1.0, reason=f"rule: {choice.rule}", scores=scores
-        )
-    if choice.reply is not None:
-        return RouteDecision(
-            route=choice.route,
-            confidence=1.0,
-            reason=f"reply ({choice.reply}) to {choice.route}'s answer",
-            scores=scores,
-        )
+    early = settled(query)  # the same rules as `choose`, worded once
+    if early is not None:
+        return early.model_copy(update={"scores": scores})
     summary = ", ".join(f"{r} {choice.adjusted[r]:.2f}" for r in ROUTES)
     if choice.escalate_shift or choice.boost:
         if query.reply == "answer":
