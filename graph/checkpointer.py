@@ -112,10 +112,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             await self._flush(batches[start : start + runs_per_write])
 
     async def _flush(self, batches: list[_Pending]) -> None:
-        batches = [b for b in batches if b]
-        if not batches:
-            return
         # One flush of a batch at a time: rows reach the database in the order they were made.
+        # An empty batch is waited for too: a flush in flight may hold its rows, and a run's end
+        # (or a read inside it) must not return before they are written.
+        batches = [b for b in batches if b or b.lock.locked()]
         for batch in batches:
             await batch.lock.acquire()
         try:

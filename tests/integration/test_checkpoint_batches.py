@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from typing import Annotated, Any, TypedDict
 
@@ -89,3 +90,35 @@ async def test_a_run_outside_a_batch_writes_through(services: Services) -> None:
     await graph.ainvoke({"seen": [0]}, config, durability="sync")
     # The input checkpoints were stored before the node ran.
     assert seen_during == [2]
+
+
+async def test_a_run_ends_only_once_a_flush_in_flight_has_written_its_steps(
+    services: Services,
+) -> None:
+    """The turn runner's periodic flush may have taken a run's rows and still be writing them
+    when the run ends: the run's end waits for that write, so the next turn of the
+    conversation (or a replay's `aget_state`) reads every step."""
+    saver = PooledPostgresSaver(services.pool, make_serializer())
+    thread = "batched-run-3"
+    write = saver._write
+    started = asyncio.Event()
+
+    async def slow_write(*args: Any) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        await write(*args)
+
+    saver._write = slow_write  # type: ignore[method-assign]
+    builder = StateGraph(_Counter)
+    builder.add_node("only", lambda state: {"seen": [1]})
+    builder.add_edge(START, "only")
+    builder.add_edge("only", END)
+    graph = builder.compile(checkpointer=saver)
+    config: Any = {"configurable": {"thread_id": thread}}
+
+    async with saver.batched():
+        await graph.ainvoke({"seen": [0]}, config)
+        flusher = asyncio.create_task(saver.flush_batches())
+        await started.wait()  # the flush holds the run's rows, not yet written
+    assert await _stored(services.pool, thread) == 3
+    await flusher
