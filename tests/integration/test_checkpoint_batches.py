@@ -108,7 +108,7 @@ async def test_a_run_ends_only_once_a_flush_in_flight_has_written_its_steps(
         await asyncio.sleep(0.3)
         await write(*args)
 
-    saver._write = slow_write  # type: ignore[method-assign]
+    saver._write = slow_write  # type: ignore[method-assign, assignment]
     builder = StateGraph(_Counter)
     builder.add_node("only", lambda state: {"seen": [1]})
     builder.add_edge(START, "only")
