@@ -392,6 +392,14 @@ async def _answer_after(ms: float, scope: Mapping[str, Any]) -> None:
     await _sleep_ms(ms - spent)
 
 
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until `deadline` (`time.perf_counter()`): a model streams at its own pace, so token
+    i is due at first token + i delays. Sleeping one delay after each send would add the fake's
+    own lateness (its loop is busy with hundreds of streams on a shared machine) to every gap
+    the client measures."""
+    await _sleep_ms((deadline - time.perf_counter()) * 1000)
+
+
 async def _sleep_unless_disconnected(request: Request, seconds: float) -> bool:
     """Sleep like a hung upstream, but stop once the client gives up so shutdown stays quick."""
     loop = asyncio.get_running_loop()
@@ -580,11 +588,12 @@ async def _stream(
         return
     cut = _cut_after(fault)
     await _answer_after(config.ttft_ms, scope)
+    first = time.perf_counter()
     for index, token in enumerate(split_tokens(completion.answer.text)):
         if index == cut:
             raise _ConnectionCut(fault)
         if index:
-            await _sleep_ms(config.token_delay_ms)
+            await _sleep_until(first + index * config.token_delay_ms / 1000)
         yield _sse(completion.chunk(completion.token_delta(token)))
     if cut is not None:
         raise _ConnectionCut(fault)

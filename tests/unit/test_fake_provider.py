@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -276,3 +277,21 @@ async def test_latency_config_and_control_api_over_http() -> None:
         await http.post("/_fake/reset")
         assert (await http.get("/_fake/calls")).json() == []
         assert provider.state.config.ttft_ms == 200
+
+
+async def test_tokens_keep_the_model_pace_when_the_fake_is_late() -> None:
+    """Token i is due at first token + i delays: a late token (the fake's loop was busy) does
+    not push every later one back, as a model's stream does not slow down for a busy client."""
+    words = [f"mot{i} " for i in range(11)]
+    async with fake_provider(FakeConfig(token_delay_ms=40)) as provider:
+        provider.script("paced", text="".join(words))
+        arrivals: list[float] = []
+        async for chunk in chat(provider, model="paced").astream("hi"):
+            if chunk.content:
+                arrivals.append(time.monotonic())
+                if len(arrivals) == 1:
+                    time.sleep(0.12)  # noqa: ASYNC251 - blocks the fake's loop: three tokens late
+    assert len(arrivals) == len(words)
+    # Paced from the first token: 10 x 40 ms. One delay after each send would be >= 520 ms.
+    assert 0.38 <= arrivals[-1] - arrivals[0] < 0.47
+    assert min(b - a for a, b in itertools.pairwise(arrivals[4:])) >= 0.03
