@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.domain import Route
@@ -33,8 +34,7 @@ MULTITURN_TARGETS = {"accuracy": 0.90, "escalate_recall": 0.95}
 # holds the measured level, so any regression still fails, and the target itself stays below as
 # a strict expected failure, reported by every run until a router reaches it.
 BELOW_TARGET = {
-    ("routing_holdout_test", "accuracy"): 64 / 69,
-    ("routing_holdout_test", "escalate_precision"): 20 / 24,
+    ("routing_holdout_test", "escalate_recall"): 19 / 21,
 }
 
 
@@ -215,6 +215,44 @@ def test_the_policy_grid_keeps_the_escalate_targets() -> None:
     # (recall 1, accuracy 1); 0.5 escalates nothing (recall 0).
     assert policy.escalate_threshold == 0.4
     assert score.meets_targets
+
+
+def test_when_no_policy_meets_the_targets_the_closest_wins_not_the_most_accurate() -> None:
+    """Escalating nothing can be the most accurate point on data with few escalations; the fit
+    then keeps the point that falls least short of the escalate targets."""
+    p_esc: dict[Route, float] = {"audrey": 0.25, "carole": 0.3, "escalate": 0.45}
+    p_near: dict[Route, float] = {"audrey": 0.5, "carole": 0.08, "escalate": 0.42}
+    p_aud: dict[Route, float] = {"audrey": 0.8, "carole": 0.1, "escalate": 0.1}
+    singles = [
+        (RoutingCase(message="e", expected="escalate"), p_esc),
+        *[(RoutingCase(message=f"n{i}", expected="audrey"), p_near) for i in range(2)],
+        *[(RoutingCase(message=f"a{i}", expected="audrey"), p_aud) for i in range(20)],
+    ]
+    multi = {0.0: [(RoutingCase(message="c", expected="audrey"), p_aud)]}
+    policy, score = fit.choose_policy(singles, multi, SMALL_GRID)
+    # 0.5 escalates nothing: accuracy 22/23 but recall 0. 0.3 and 0.4 catch the escalation
+    # with two false alarms: accuracy 21/23, recall 1, precision 1/3.
+    assert policy.escalate_threshold in (0.3, 0.4)
+    assert score.escalate_recall == 1.0
+    assert not score.meets_targets
+
+
+def test_cross_validation_holds_out_one_source_whole() -> None:
+    """With sources, a source's rows are scored by a model fitted on the other sources only."""
+    rng = np.random.default_rng(0)
+    words = ["zap", "reel", "facture", "mail", "post", "appel", "crm", "hook", "avis"]
+    routes = ["audrey", "carole", "escalate"]
+    texts = [" ".join(rng.choice(words, 4)) + f" {i}" for i in range(60)]
+    labels = [routes[i % 3] for i in range(60)]
+    sources = ["first" if i < 30 else "second" for i in range(60)]
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    oof = fit.out_of_fold_logits(texts, vectors, labels, 4.0, 0.5, sources)
+    grams, idf = fit.vocabulary(texts[:30])
+    alone = fit._fit_lr(fit.design(texts[:30], vectors[:30], grams, idf, 0.5), labels[:30], 4.0)
+    expected = fit._logits_in_route_order(
+        alone, fit.design(texts[30:], vectors[30:], grams, idf, 0.5)
+    )
+    np.testing.assert_allclose(oof[30:], expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="session")
