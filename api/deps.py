@@ -16,7 +16,9 @@ from store import ratelimit
 RATE_LIMITED = "Trop de messages. Attendez quelques instants."
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The app's services. async, though it awaits nothing: FastAPI runs a plain function
+    dependency in its thread pool, a thread hop on every request (`/health` included)."""
     services: Services = request.app.state.services
     return services
 

@@ -33,7 +33,10 @@ async def rerank(state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
     return {"passages": passages, "rerank_info": info}
 
 
-def after_rerank(state: ChatState) -> Route:
-    """Hand the turn to the persona the router chose (each route is a node of that name)."""
+async def after_rerank(state: ChatState) -> Route:
+    """Hand the turn to the persona the router chose (each route is a node of that name).
+
+    async, though it awaits nothing: LangGraph runs a plain function in a worker thread, a
+    thread hop on every turn for a field read."""
     assert state.route is not None
     return state.route.route

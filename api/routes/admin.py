@@ -25,7 +25,9 @@ from store.analytics import ConversationSummary, recent_conversations
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> None:
     """401 unless the bearer token is ADMIN_TOKEN (compared in constant time)."""
     expected = request.app.state.services.settings.admin_token
     given = (authorization or "").removeprefix("Bearer ").strip()

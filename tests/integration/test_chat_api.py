@@ -256,3 +256,29 @@ async def test_conversation_survives_a_server_restart(settings: object, services
     assert [m.type for m in messages] == ["human", "ai", "human", "ai"]
     assert messages[0].text == "Comment automatiser mes emails de bienvenue ?"
     assert state.values["query"].startswith("Comment automatiser mes emails de bienvenue ?")
+
+
+async def test_no_request_hops_to_a_thread_for_its_dependencies(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every dependency is async: FastAPI runs a plain function dependency in its thread pool,
+    a hop on every request (the server runs in this test's event loop)."""
+    import fastapi.dependencies.utils as solving
+    from starlette.concurrency import run_in_threadpool as original
+
+    hops: list[str] = []
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(solving, "run_in_threadpool", counted)
+    assert (await client.get("/health")).status_code == 200
+    reply = await client.post(
+        "/api/chat",
+        json={"message": "Des idées de reels ?", "user_id": "u-hops", "conversation_id": "c-hops"},
+    )
+    assert reply.status_code == 200, reply.text
+    history = await client.get("/api/conversations/c-hops/messages", params={"user_id": "u-hops"})
+    assert history.status_code == 200, history.text
+    assert hops == []

@@ -352,3 +352,29 @@ async def test_the_hand_off_reason_reaches_the_answer_metadata(providers: Provid
     answer = state["messages"][-1]
     assert answer.response_metadata["handoff"]["reason"] == "rule: refund"
     assert state["answer_meta"].handoff.reason == "rule: refund"
+
+
+async def test_a_turn_leaves_the_event_loop_only_for_cpu_work(
+    providers: Providers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No step of a turn hops to the loop's default thread pool (LangGraph runs a plain
+    function node or edge there): only the embeddings' own CPU executor is used."""
+    loop = asyncio.get_running_loop()
+    hops: list[str] = []
+    run_in_executor = loop.run_in_executor
+
+    def counted(executor: Any, func: Any, *args: Any) -> Any:
+        if executor is None:
+            hops.append(getattr(func, "__qualname__", repr(func)))
+        return run_in_executor(executor, func, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", counted)
+    tokens, nodes, _ = await run_turn(
+        build_graph(InMemorySaver()),
+        Context(providers=providers),
+        "t-no-hops",
+        "Comment automatiser mes emails de bienvenue ?",
+    )
+    assert tokens
+    assert nodes[-1] == "audrey"
+    assert hops == []
