@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 Route = Literal["audrey", "carole", "escalate"]
 """Who answers a turn: one of the two specialists, or a person (escalate)."""
 Specialist = Literal["audrey", "carole"]
-Reply = Literal["acknowledgement", "yes_no", "edit", "answer"]
+Reply = Literal["acknowledgement", "yes_no", "edit", "answer", "complaint"]
 """How a message reacts to the answer just before it: thanks, a yes or a no, an edit of that
 answer ("plus court", "en anglais"), or a reply to the question the answer asked."""
 AgentOwner = Literal["audrey", "carole", "shared"]

@@ -57,6 +57,20 @@ _SHORT_EDIT = re.compile(
     r"|\bexplique.{0,20}\b(simplement|simple|comme si)\b|\bversion (plus|sans|avec|courte|longue)\b"
     r"|^\W*(shorter|longer|more|another one|simpler|make it \w+)\b"
 )
+# Dissatisfaction with the answer just given ("c'est nul", "ça sert à rien", "tu comprends
+# rien"): a complaint, for a person. Only as a reaction to an answer: in a first message or a
+# question ("mes posts c'est nul, je fais comment ?") it describes the user's own work.
+_DISSATISFIED = re.compile(
+    r"\b(c.est|c|ca|cest|t.es|tu es|vous etes|votre truc|ton truc|ta reponse|votre reponse)"
+    r" (vraiment |trop |completement |super |grave |franchement )?"
+    r"(nul|nulle|nuls|naze|pourri\w*|n.importe quoi|nimp|inutile\w*|a cote de la plaque)\b"
+    r"|^\W*(nul|nulle|naze|pourri|n.importe quoi|nimp|inutile|useless|rubbish)"
+    r"( (ton|votre|ce) truc| (ta|votre|cette) reponse)?\W*$"
+    r"|\b(ca|ton truc|votre truc|ta reponse|votre reponse|tes reponses|vos reponses)"
+    r" (ne )?(me )?sert (vraiment |strictement )?a rien\b(?! d)"
+    r"|\b(tu|vous) (ne )?(comprends|comprenez) (vraiment )?rien\b"
+    r"|\b(this|that|it) (is|was) (useless|rubbish|garbage|terrible)\b"
+)
 # What turns a reaction into a new request: a question, a request verb, a change of subject.
 _NEW_ASK = re.compile(
     r"\?|\b(comment|pourquoi|combien|quel|quelle|quels|quelles|est.ce|c.est quoi|ou est"
@@ -92,7 +106,8 @@ def reply_kind(messages: Sequence[AnyMessage]) -> Reply | None:
     """How the latest message reacts to the specialist's answer just before it, if it does.
 
     Thanks, a yes or a no, and edits of that answer ("plus court", "5 de plus", "en anglais")
-    carry no topic of their own: they belong to whoever wrote the answer. A short message with
+    carry no topic of their own: they belong to whoever wrote the answer. Dissatisfaction with
+    it ("c'est nul", "ça sert à rien") is a complaint. A short message with
     no question after an answer that asked one ("Vous utilisez quel outil ?" - "calendly") is an
     answer to it. Anything that asks something new is not a reply.
     """
@@ -111,6 +126,8 @@ def reply_kind(messages: Sequence[AnyMessage]) -> Reply | None:
         return "acknowledgement"
     if _NEW_ASK.search(text):
         return None
+    if _DISSATISFIED.search(text):
+        return "complaint"
     if _YES_NO.match(text):
         return "yes_no"
     if _ACKNOWLEDGEMENT.match(text):

@@ -187,11 +187,18 @@ class ClassifierRouter:
 
 def settled(query: RouteQuery) -> RouteDecision | None:
     """The decision when no model needs to read the message: an explicit human-only request
-    escalates, and a reply to the previous specialist ("merci", "oui", "plus court") stays with
-    her. Both routers check it first; `choose` applies the same rules to probabilities."""
+    and a complaint about the answer ("c'est nul") escalate, and a reply to the previous
+    specialist ("merci", "oui", "plus court") stays with her. Both routers check it first;
+    `choose` applies the same rules to probabilities."""
     rule = explicit_escalation(query.message)
     if rule is not None:
         return RouteDecision(route="escalate", confidence=1.0, reason=f"rule: {rule}")
+    if query.previous is not None and query.reply == "complaint":
+        return RouteDecision(
+            route="escalate",
+            confidence=1.0,
+            reason=f"reply (complaint) to {query.previous}'s answer",
+        )
     if query.previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
         return RouteDecision(
             route=query.previous,
@@ -222,15 +229,17 @@ def choose(probabilities: dict[Route, float], query: RouteQuery, policy: RoutePo
     """The classifier router's policy on precomputed probabilities (pure and cheap: the fit
     runs it over its whole grid).
 
-    Explicit human-only requests escalate; a reply to the previous specialist stays with her;
-    otherwise, in a conversation, the prior moves away from a person and towards the specialist
-    answering (`RoutePolicy`), a person is chosen when the escalate probability reaches the
-    threshold, and the likelier specialist otherwise.
+    Explicit human-only requests and complaints about the answer escalate; a reply to the
+    previous specialist stays with her; otherwise, in a conversation, the prior moves away from
+    a person and towards the specialist answering (`RoutePolicy`), a person is chosen when the
+    escalate probability reaches the threshold, and the likelier specialist otherwise.
     """
     rule = explicit_escalation(query.message)
     if rule is not None:
         return Choice("escalate", probabilities, rule=rule)
     previous = query.previous
+    if previous is not None and query.reply == "complaint":
+        return Choice("escalate", probabilities, reply=query.reply)
     if previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
         return Choice(previous, probabilities, reply=query.reply)
     adjusted = probabilities

@@ -57,6 +57,11 @@ def after(answer: str, message: str, agent: str = "carole") -> list[AnyMessage]:
         ("tutoie plutôt", "edit"),
         ("d'autres ?", "edit"),
         ("c'est bien mais tu peux me la refaire en plus long avec le prix à la fin", "edit"),
+        ("c'est nul votre truc", "complaint"),
+        ("ça sert à rien", "complaint"),
+        ("tu comprends rien", "complaint"),
+        ("n'importe quoi", "complaint"),
+        ("this is useless", "complaint"),
     ],
 )
 def test_replies_to_the_answer_are_recognised(message: str, kind: str) -> None:
@@ -73,6 +78,10 @@ def test_replies_to_the_answer_are_recognised(message: str, kind: str) -> None:
         "super. il me faudrait aussi 3 posts pour l'annoncer",
         "ok mais je n'arrive plus à me connecter à mon espace",
         "un exemple de séquence de bienvenue pour une boutique de thé en ligne ?",
+        # The user's own work, or a conclusion, not a verdict on the answer.
+        "mes posts c'est nul, je fais comment ?",
+        "ça sert à rien de poster le dimanche alors",
+        "nulle part ailleurs",
     ],
 )
 def test_a_new_request_is_not_a_reply(message: str) -> None:

@@ -82,6 +82,14 @@ def test_a_reply_stays_with_the_specialist_who_answered() -> None:
     )
 
 
+def test_a_complaint_about_the_answer_escalates_whatever_the_probabilities() -> None:
+    query = RouteQuery("c'est nul", previous="audrey", follow_up=True, reply="complaint")
+    decision = decide(probs(0.9, 0.05, 0.05), query, POLICY)
+    assert decision.route == "escalate"
+    assert decision.reason == "reply (complaint) to audrey's answer"
+    assert choose(probs(0.9, 0.05, 0.05), query, POLICY).route == "escalate"
+
+
 def test_a_conversation_moves_the_prior_away_from_a_person() -> None:
     p = probs(0.15, 0.45, 0.40)
     alone = decide(p, RouteQuery("et ça coûte combien ?"), POLICY)
