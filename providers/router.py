@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
-from core.domain import ROUTES, Reply, Route, RouteDecision, RouteQuery
+from core.domain import ROUTES, Route, RouteDecision, RouteQuery
 from core.metrics import PROVIDER_ERRORS, PROVIDER_FALLBACKS
 from core.settings import Settings
 from core.text import fold
@@ -190,21 +190,23 @@ def settled(query: RouteQuery) -> RouteDecision | None:
     and a complaint about the answer ("c'est nul") escalate, and a reply to the previous
     specialist ("merci", "oui", "plus court") stays with her. Both routers check it first;
     `choose` applies the same rules to probabilities."""
+    rule = _settled_route(query)
+    if rule is None:
+        return None
+    route, reason = rule
+    return RouteDecision(route=route, confidence=1.0, reason=reason)
+
+
+def _settled_route(query: RouteQuery) -> tuple[Route, str] | None:
+    """`settled` as (route, reason), without building a decision: the fit runs `choose` over
+    its whole grid."""
     rule = explicit_escalation(query.message)
     if rule is not None:
-        return RouteDecision(route="escalate", confidence=1.0, reason=f"rule: {rule}")
+        return "escalate", f"rule: {rule}"
     if query.previous is not None and query.reply == "complaint":
-        return RouteDecision(
-            route="escalate",
-            confidence=1.0,
-            reason=f"reply (complaint) to {query.previous}'s answer",
-        )
+        return "escalate", f"reply (complaint) to {query.previous}'s answer"
     if query.previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
-        return RouteDecision(
-            route=query.previous,
-            confidence=1.0,
-            reason=f"reply ({query.reply}) to {query.previous}'s answer",
-        )
+        return query.previous, f"reply ({query.reply}) to {query.previous}'s answer"
     return None
 
 
@@ -219,8 +221,6 @@ class Choice:
 
     route: Route
     adjusted: dict[Route, float]
-    rule: str | None = None
-    reply: Reply | None = None
     escalate_shift: float = 0.0
     boost: float = 0.0
 
@@ -234,14 +234,10 @@ def choose(probabilities: dict[Route, float], query: RouteQuery, policy: RoutePo
     a person and towards the specialist answering (`RoutePolicy`), a person is chosen when the
     escalate probability reaches the threshold, and the likelier specialist otherwise.
     """
-    rule = explicit_escalation(query.message)
+    rule = _settled_route(query)
     if rule is not None:
-        return Choice("escalate", probabilities, rule=rule)
+        return Choice(rule[0], probabilities)
     previous = query.previous
-    if previous is not None and query.reply == "complaint":
-        return Choice("escalate", probabilities, reply=query.reply)
-    if previous is not None and query.reply in _STAYS_WITH_PREVIOUS:
-        return Choice(previous, probabilities, reply=query.reply)
     adjusted = probabilities
     escalate_shift = boost = 0.0
     if previous is not None:
@@ -268,11 +264,11 @@ def decide(
     probabilities: dict[Route, float], query: RouteQuery, policy: RoutePolicy
 ) -> RouteDecision:
     """`choose`, worded as the decision the graph records and streams in the `route` event."""
-    choice = choose(probabilities, query, policy)
     scores = {route: round(p, 4) for route, p in probabilities.items()}
-    early = settled(query)  # the same rules as `choose`, worded once
+    early = settled(query)  # the same rules as `choose`, worded
     if early is not None:
         return early.model_copy(update={"scores": scores})
+    choice = choose(probabilities, query, policy)
     summary = ", ".join(f"{r} {choice.adjusted[r]:.2f}" for r in ROUTES)
     if choice.escalate_shift or choice.boost:
         if query.reply == "answer":
