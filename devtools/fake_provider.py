@@ -388,8 +388,8 @@ async def _answer_after(ms: float, scope: Mapping[str, Any]) -> None:
     client sees, not the fake's own work (body, answer, JSON) plus the latency. Without the
     stamp (the app called without its middleware), the whole `ms`."""
     arrived = scope.get(ARRIVED)
-    spent = (time.perf_counter() - arrived) * 1000 if isinstance(arrived, float) else 0.0
-    await _sleep_ms(ms - spent)
+    start = arrived if isinstance(arrived, float) else time.perf_counter()
+    await _sleep_until(start + ms / 1000)
 
 
 async def _sleep_until(deadline: float) -> None:
