@@ -69,8 +69,7 @@ async def search_hybrid(
     tuning: SearchTuning | None = None,
 ) -> list[Passage]:
     """Vector + French full-text search restricted to `agents`, fused by reciprocal rank."""
-    async with pool.connection() as conn:
-        return await search_hybrid_on(conn, embedding, text, agents, k, tuning)
+    return (await search_scopes(pool, embedding, text, {"": agents}, k, tuning))[""]
 
 
 async def search_hybrid_on(
@@ -82,8 +81,7 @@ async def search_hybrid_on(
     tuning: SearchTuning | None = None,
 ) -> list[Passage]:
     """`search_hybrid` on a connection the caller holds."""
-    found = await search_scopes_on(conn, embedding, text, {"": agents}, k, tuning)
-    return found[""]
+    return (await search_scopes_on(conn, embedding, text, {"": agents}, k, tuning))[""]
 
 
 async def search_scopes(
