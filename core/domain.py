@@ -14,7 +14,8 @@ Route = Literal["audrey", "carole", "escalate"]
 Specialist = Literal["audrey", "carole"]
 Reply = Literal["acknowledgement", "yes_no", "edit", "answer", "complaint"]
 """How a message reacts to the answer just before it: thanks, a yes or a no, an edit of that
-answer ("plus court", "en anglais"), or a reply to the question the answer asked."""
+answer ("plus court", "en anglais"), a reply to the question the answer asked, or a complaint
+about the answer ("c'est nul")."""
 AgentOwner = Literal["audrey", "carole", "shared"]
 """Whose knowledge a document is: a specialist's, or shared by both."""
 
