@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ class _Pending:
 
     blobs: list[tuple[Any, ...]] = field(default_factory=list)
     checkpoints: list[tuple[Any, ...]] = field(default_factory=list)
-    writes: list[tuple[bytes | str, list[tuple[Any, ...]]]] = field(default_factory=list)
+    writes: list[tuple[bool, list[tuple[Any, ...]]]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def take(self) -> _Pending:
@@ -54,6 +54,62 @@ class _Pending:
 
 # The run whose checkpoints are being batched, if any (LangGraph's tasks inherit it).
 _BATCH: ContextVar[_Pending | None] = ContextVar("checkpoint_batch", default=None)
+
+# Upstream's upserts, one statement per table over arrays instead of one command per row.
+_BLOBS_SQL = """
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[])
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+"""
+_CHECKPOINTS_SQL = """
+    INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[])
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+    DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+"""
+_WRITES_SQL = """
+    INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                         %s::integer[], %s::text[], %s::text[], %s::bytea[])
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+"""
+_WRITES_UPSERT_SQL = (
+    _WRITES_SQL
+    + " DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+)
+_WRITES_INSERT_SQL = _WRITES_SQL + " DO NOTHING"
+
+
+def _columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the parameters of an `unnest` insert."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _final_writes(
+    writes: list[tuple[bool, list[tuple[Any, ...]]]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows that one statement per kind must write to end as the writes one by one would.
+
+    An upsert replaces a stored row, an insert leaves it: per key, the last upsert wins if any,
+    else the first insert. One statement cannot hold a key twice (Postgres refuses to update a
+    row twice in one command)."""
+    upserts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    inserts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for upsert, rows in writes:
+        for row in rows:
+            key = (*row[:4], row[5])  # thread, namespace, checkpoint, task, idx
+            if upsert:
+                upserts[key] = row
+                inserts.pop(key, None)
+            elif key not in upserts:
+                inserts.setdefault(key, row)
+    return list(upserts.values()), list(inserts.values())
 
 
 def make_serializer() -> JsonPlusSerializer:
@@ -140,16 +196,25 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self,
         blobs: list[tuple[Any, ...]],
         checkpoints: list[tuple[Any, ...]],
-        writes: list[tuple[bytes | str, list[tuple[Any, ...]]]],
+        writes: list[tuple[bool, list[tuple[Any, ...]]]],
     ) -> None:
-        """The one write path: blobs, checkpoints, then writes, in one pipelined round trip."""
+        """The one write path: blobs, checkpoints, then writes, in one pipelined round trip.
+
+        One statement per table and kind, whatever the number of rows. Upstream's
+        `executemany` sends one command per row, and psycopg's pipeline waits on the socket
+        through the event loop after each: a turn's dozen rows were a dozen loop round trips."""
+        upserts, inserts = _final_writes(writes)
+        statements = [
+            # Blobs never change once written (first wins); checkpoints do (last wins).
+            (_BLOBS_SQL, list({row[:4]: row for row in reversed(blobs)}.values())),
+            (_CHECKPOINTS_SQL, list({row[:3]: row for row in checkpoints}.values())),
+            (_WRITES_UPSERT_SQL, upserts),
+            (_WRITES_INSERT_SQL, inserts),
+        ]
         async with self._cursor(pipeline=True) as cur:
-            if blobs:
-                await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
-            if checkpoints:
-                await cur.executemany(self.UPSERT_CHECKPOINTS_SQL, checkpoints)
-            for query, params in writes:
-                await cur.executemany(query, params)
+            for query, rows in statements:
+                if rows:
+                    await cur.execute(query, _columns(rows, len(rows[0])))
 
     async def _flush_current(self) -> None:
         """Read what this run wrote: a read inside a batched run sees its batch first."""
@@ -229,11 +294,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        query = (
-            self.UPSERT_CHECKPOINT_WRITES_SQL
-            if all(w[0] in WRITES_IDX_MAP for w in writes)
-            else self.INSERT_CHECKPOINT_WRITES_SQL
-        )
+        # Upstream's choice of statement: special channels are replaced, others kept.
+        upsert = all(w[0] in WRITES_IDX_MAP for w in writes)
         configurable = config["configurable"]
         params = self._dump_writes(
             configurable["thread_id"],
@@ -245,9 +307,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         )
         pending = _BATCH.get()
         if pending is not None:
-            pending.writes.append((query, params))
+            pending.writes.append((upsert, params))
         else:
-            await self._write([], [], [(query, params)])
+            await self._write([], [], [(upsert, params)])
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

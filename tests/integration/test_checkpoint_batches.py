@@ -6,11 +6,16 @@ import asyncio
 import operator
 from typing import Annotated, Any, TypedDict
 
+from langgraph.checkpoint.base import WRITES_IDX_MAP, empty_checkpoint
 from langgraph.graph import END, START, StateGraph
 
 from graph.checkpointer import PooledPostgresSaver, make_serializer
 from services import Services
 from store.postgres import Pool
+
+# A special channel: upstream replaces its write rather than keeping the first.
+ERROR = "__error__"
+assert ERROR in WRITES_IDX_MAP
 
 
 class _Counter(TypedDict):
@@ -122,3 +127,43 @@ async def test_a_run_ends_only_once_a_flush_in_flight_has_written_its_steps(
         await started.wait()  # the flush holds the run's rows, not yet written
     assert await _stored(services.pool, thread) == 3
     await flusher
+
+
+async def _same_key_twice(saver: PooledPostgresSaver, thread: str) -> None:
+    """Every row kind put twice under one key, with different values."""
+    base: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    for step, seen in ((1, [1]), (2, [2])):
+        checkpoint = empty_checkpoint()
+        checkpoint["id"] = "checkpoint-1"
+        checkpoint["channel_values"] = {"seen": seen}
+        checkpoint["channel_versions"] = {"seen": "1"}
+        metadata: Any = {"source": "loop", "step": step, "parents": {}}
+        config = await saver.aput(base, checkpoint, metadata, {"seen": "1"})
+    for value in ("first", "second"):
+        # A special channel (errors) is replaced, an ordinary one kept.
+        await saver.aput_writes(config, [(ERROR, value)], task_id="task-error")
+        await saver.aput_writes(config, [("seen", value)], task_id="task-seen")
+
+
+async def test_a_batch_ends_as_its_rows_written_one_by_one_would(services: Services) -> None:
+    """A batch writes one statement per table, which cannot hold a key twice: rows put twice
+    under one key end as the upstream row-by-row upserts leave them (checkpoints and special
+    writes: the last; blobs and ordinary writes: the first)."""
+    saver = PooledPostgresSaver(services.pool, make_serializer())
+    await _same_key_twice(saver, "one-by-one")
+    async with saver.batched():
+        await _same_key_twice(saver, "batched-same-keys")
+
+    async def stored(thread: str) -> tuple[Any, ...]:
+        snapshot = await saver.aget_tuple({"configurable": {"thread_id": thread}})
+        assert snapshot is not None
+        writes = sorted((task, channel, value) for task, channel, value in snapshot.pending_writes)
+        return snapshot.metadata["step"], snapshot.checkpoint["channel_values"], writes
+
+    expected = await stored("one-by-one")
+    assert expected == (
+        2,
+        {"seen": [1]},
+        [("task-error", ERROR, "second"), ("task-seen", "seen", "first")],
+    )
+    assert await stored("batched-same-keys") == expected
