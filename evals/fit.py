@@ -49,6 +49,7 @@ SINGLE_FIT_SETS = (
     DATASETS / "routing_fit_trades.jsonl",
     DATASETS / "routing_fit_niches.jsonl",
     DATASETS / "routing_fit_voices.jsonl",
+    DATASETS / "routing_fit_implicit.jsonl",
 )
 MULTITURN_FIT_SETS = (
     DATASETS / "multiturn_fit.jsonl",

@@ -30,12 +30,6 @@ KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 # none of which it was fitted on, against the targets of issue 13, set by set.
 SINGLE_TARGETS = {"accuracy": 0.93, "escalate_recall": 0.95, "escalate_precision": 0.85}
 MULTITURN_TARGETS = {"accuracy": 0.90, "escalate_recall": 0.95}
-# Where the shipped router is below a target (evals/README.md, "Against the targets"): the gate
-# holds the measured level, so any regression still fails, and the target itself stays below as
-# a strict expected failure, reported by every run until a router reaches it.
-BELOW_TARGET = {
-    ("routing_holdout_test", "escalate_recall"): 19 / 21,
-}
 
 
 def test_metrics_by_hand() -> None:
@@ -289,25 +283,11 @@ def test_gate_router_on_every_test_set(
     report = gate_reports[name]
     missed = {}
     for metric, target in targets_of(report).items():
-        floor = BELOW_TARGET.get((name, metric), target)
         value = report[metric]
         assert isinstance(value, float)
-        if value < round(floor, 4):
-            missed[metric] = (value, round(floor, 4))
+        if value < round(target, 4):
+            missed[metric] = (value, round(target, 4))
     assert not missed, (name, missed, report["mistakes"])
-
-
-@pytest.mark.parametrize(
-    ("name", "metric"), list(BELOW_TARGET), ids=[f"{n}-{m}" for n, m in BELOW_TARGET]
-)
-@pytest.mark.xfail(strict=True, reason="below the issue-13 target; see evals/README.md")
-def test_targets_not_met_yet(
-    gate_reports: dict[str, dict[str, object]], name: str, metric: str
-) -> None:
-    report = gate_reports[name]
-    value = report[metric]
-    assert isinstance(value, float)
-    assert value >= targets_of(report)[metric]
 
 
 def test_the_independent_sets_are_separate_files() -> None:
