@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
+from langchain_core.messages import BaseMessage
 from langchain_openai import ChatOpenAI
 from openai import DefaultAioHttpClient
 
@@ -38,6 +40,23 @@ def make_chat_model(name: str, settings: Settings, *, timeout: float | None = No
             )
         case _:
             raise ValueError(f"Unknown chat model provider {provider!r} in {name!r}")
+
+
+def request_payload(
+    model: ChatOpenAI, messages: Sequence[BaseMessage], **kwargs: Any
+) -> dict[str, Any]:
+    """ChatOpenAI's request for `messages`, as keyword arguments of the SDK's `create`.
+
+    The messages go through `extra_body`, which the SDK merges into the JSON body as given:
+    `create` otherwise walks every message against its typed parameters (about 1.4 ms of
+    event-loop time for an answer's prompt, a few percent of a turn's CPU), for messages that
+    ChatOpenAI has already built as plain JSON. The request on the wire is the same.
+    """
+    # ChatOpenAI's own request building (private, but the one place that knows its settings).
+    payload = model._get_request_payload(list(messages), **kwargs)
+    extra_body = dict(payload.pop("extra_body", None) or {})
+    extra_body["messages"] = payload.pop("messages")
+    return {**payload, "messages": [], "extra_body": extra_body}
 
 
 def async_http_client() -> DefaultAioHttpClient:

@@ -22,7 +22,7 @@ from core.settings import Settings
 from core.text import phrases_of, split_sentences
 from prompts.generator import DOCUMENTS_FRAME, HISTORY_MESSAGES, NO_DOCUMENTS, format_documents
 from prompts.personas import ESCALATE_CONTACT_QUERY, PERSONAS, Persona
-from providers.chat import make_chat_model, price
+from providers.chat import make_chat_model, price, request_payload
 from providers.embeddings import EmbeddingCache, cosine
 
 
@@ -278,8 +278,7 @@ class _Deltas:
     """One streamed chat completion as text deltas, read from the SSE lines of the response."""
 
     def __init__(self, model: ChatOpenAI, messages: list[BaseMessage]):
-        # ChatOpenAI's own request building (private, but the one place that knows its settings).
-        payload = model._get_request_payload(messages, stream=True)
+        payload = request_payload(model, messages, stream=True)
         payload["stream_options"] = {"include_usage": True}
         self._request = model.root_async_client.chat.completions.with_streaming_response.create(
             **payload

@@ -19,7 +19,7 @@ from core.metrics import PROVIDER_ERRORS, PROVIDER_FALLBACKS
 from core.settings import Settings
 from core.text import fold
 from prompts.router import ROUTER_CONTEXT, ROUTER_SYSTEM
-from providers.chat import make_chat_model
+from providers.chat import make_chat_model, request_payload
 from providers.embeddings import EmbeddingCache
 from providers.route_classifier import RouteClassifier, RoutePolicy, softmax
 
@@ -370,7 +370,7 @@ class LLMRouter:
         )
 
     async def _ask(self, prompt: list[BaseMessage]) -> RouteChoice:
-        payload = self._model._get_request_payload(prompt)
+        payload = request_payload(self._model, prompt)
         payload["response_format"] = ROUTE_CHOICE_FORMAT
         completion = await self._model.root_async_client.chat.completions.create(**payload)
         message = completion.choices[0].message if completion.choices else None
