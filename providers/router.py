@@ -371,7 +371,8 @@ class LLMRouter:
 
     async def _ask(self, prompt: list[BaseMessage]) -> RouteChoice:
         payload = request_payload(self._model, prompt)
-        payload["response_format"] = ROUTE_CHOICE_FORMAT
+        # In the body as given, like the messages (`request_payload`): no walk of the schema.
+        payload["extra_body"]["response_format"] = ROUTE_CHOICE_FORMAT
         completion = await self._model.root_async_client.chat.completions.create(**payload)
         message = completion.choices[0].message if completion.choices else None
         if message is None or not message.content:
