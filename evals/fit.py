@@ -306,9 +306,8 @@ def choose_policy(
     # whatever the escalations cost.
     pool = [r for r in results if r[1].meets_targets]
     if not pool:
-        shortfall = {id(r): r[1].target_ratio for r in results}
-        least = max(round(v, 3) for v in shortfall.values())
-        pool = [r for r in results if round(shortfall[id(r)], 3) == least]
+        least = max(round(s.target_ratio, 3) for _, s in results)
+        pool = [r for r in results if round(r[1].target_ratio, 3) == least]
     best = max(round(s.mean_accuracy, 4) for _, s in pool)
     tied = [r for r in pool if round(r[1].mean_accuracy, 4) == best]
     smallest = min(p.size for p, _ in tied)
