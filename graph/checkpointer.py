@@ -82,13 +82,9 @@ _WRITES_UPSERT_SQL = (
 _WRITES_INSERT_SQL = _WRITES_SQL + " DO NOTHING"
 
 
-def _columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[list[Any]]:
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column: the parameters of an `unnest` insert."""
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _final_writes(
@@ -214,7 +210,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         async with self._cursor(pipeline=True) as cur:
             for query, rows in statements:
                 if rows:
-                    await cur.execute(query, _columns(rows, len(rows[0])))
+                    await cur.execute(query, _columns(rows))
 
     async def _flush_current(self) -> None:
         """Read what this run wrote: a read inside a batched run sees its batch first."""
