@@ -18,8 +18,10 @@ carole + shared and shared alone, the most selective. Per scope:
 question ranked), measured in the same run on the same data inside a transaction that undoes
 migration 008 (`database/migrations/down/`) and is rolled back. Its full-text path takes
 seconds per search at this size, so it runs on `--before-queries` questions only. **After**
-is 008 with the settings' knobs, then a sweep of the knobs. Results: bench/results/
-retrieval.json and retrieval.png.
+is 008 and 009 with the settings' knobs, then a sweep of the knobs. Between them, the three
+scopes in the one statement the retrieve node sends, as 008 ran it (`before_009`: each scope
+planned for its values and reading the question's words again) and as 009 does. Results:
+bench/results/retrieval.json and retrieval.png.
 """
 
 from __future__ import annotations
@@ -156,6 +158,42 @@ async def node_like(pool: Pool, queries: Sequence[Query], tuning: SearchTuning) 
     return times
 
 
+async def one_statement(
+    conn: Connection, queries: Sequence[Query], tuning: SearchTuning, *, before_009: bool = False
+) -> list[float]:
+    """The three scopes in the one statement the retrieve node sends (ms each, one connection).
+
+    `before_009`: the statement as the server sent it under 008, `match_documents_hybrid` per
+    scope (each planned for its values and reading the question's words again); to be run
+    inside `undone(conn, "009_search_plans")`."""
+    times: list[float] = []
+    for query in queries:
+        started = time.perf_counter()
+        if before_009:
+            await conn.execute(
+                "select s.scope, m.id from (values (0, %(a)s::text[]), (1, %(c)s::text[]), "
+                "(2, %(s)s::text[])) as s(scope, agents) cross join lateral "
+                "match_documents_hybrid(%(e)s, %(t)s, s.agents, %(k)s, %(n)s, "
+                "ef_search => %(ef)s, max_scan_tuples => %(scan)s, text_budget => %(budget)s) m",
+                {
+                    "a": list(SCOPES["audrey"]),
+                    "c": list(SCOPES["carole"]),
+                    "s": list(SCOPES["escalate"]),
+                    "e": query.vector,
+                    "t": query.text,
+                    "k": K,
+                    "n": max(tuning.candidates, 4 * K),
+                    "ef": tuning.ef_search,
+                    "scan": tuning.max_scan_tuples,
+                    "budget": tuning.text_budget,
+                },
+            )
+        else:
+            await documents.search_scopes_on(conn, query.vector, query.text, SCOPES, K, tuning)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def combined(figures: dict[Route, ScopeFigures], routes: Sequence[Route]) -> dict[str, Any]:
     """The figures of several scopes pooled (the agent-filtered ones, or the selective one)."""
     pooled = ScopeFigures()
@@ -231,11 +269,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await measure(conn, queries[:10], exact, None, hybrid_queries=3)
                 log.info("before (001): %d questions timed", args.before_queries)
                 before = await measure(conn, queries, exact, None, args.before_queries)
-            log.info("after (008, settings)")
+            async with undone(conn, "009_search_plans"):
+                await one_statement(conn, queries[:20], tuning, before_009=True)
+                log.info("before (008): the three scopes in one statement")
+                statement_008 = spread(await one_statement(conn, queries, tuning, before_009=True))
+            await one_statement(conn, queries[:20], tuning)
+            statement_009 = spread(await one_statement(conn, queries, tuning))
+            log.info("after (009, settings)")
             after = await measure(conn, queries, exact, tuning)
             result["before_001"] = report(before)
             result["before_001"]["hybrid_questions"] = min(args.before_queries, len(queries))
             result["after"] = report(after)
+            # The statement of a turn's retrieve node, on one connection: 008 and 009 alike.
+            result["before_009"] = {"statement_three_scopes_ms": statement_008}
+            result["after"]["statement_three_scopes_ms"] = statement_009
             sweep: list[dict[str, Any]] = []
             if not args.no_sweep:
                 for knobs in sweep_grid(tuning):
@@ -263,8 +310,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         [
             ("001 p50", "before_001", "p50"),
             ("001 p95", "before_001", "p95"),
-            ("008 p50", "after", "p50"),
-            ("008 p95", "after", "p95"),
+            ("after p50", "after", "p50"),
+            ("after p95", "after", "p95"),
         ]
     ):
         values = [result[key]["by_scope"][s]["hybrid_ms"][stat] or 0 for s in scopes]
@@ -279,7 +326,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for offset, key in enumerate(["before_001", "after"]):
         values = [result[key]["by_scope"][s]["recall_at_10"] or 0 for s in scopes]
         xs = [i + (offset - 0.5) * 0.35 for i in range(len(scopes))]
-        recall.bar(xs, values, 0.35, label="001" if key == "before_001" else "008")
+        recall.bar(xs, values, 0.35, label="001" if key == "before_001" else "after")
     recall.axhline(0.95, color="red", linestyle=":", label="target 0.95")
     recall.set_ylim(0.5, 1.0)
     recall.set_xticks(range(len(scopes)), scopes)
@@ -304,7 +351,7 @@ def main() -> None:
     result = asyncio.run(run(args))
     write_json(args.out, result)
     plot(result, args.out.with_suffix(".png"))
-    summary = {k: result[k] for k in ("before_001", "after")}
+    summary = {k: result[k] for k in ("before_001", "before_009", "after")}
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

@@ -63,6 +63,11 @@ def summarise(results: Path = RESULTS) -> dict[str, Any]:
         **retrieval_figures("retrieval_100k_shared", after["selective_shared"]),
         **retrieval_figures("retrieval_100k_before", before["agent_filtered"]),
         **retrieval_figures("retrieval_100k_shared_before", before["selective_shared"]),
+        # The retrieve node's one statement (three scopes), as 008 ran it and as 009 does.
+        "retrieval_100k_statement_ms": after.get("statement_three_scopes_ms"),
+        "retrieval_100k_statement_before_009_ms": retrieval.get("before_009", {}).get(
+            "statement_three_scopes_ms"
+        ),
         "retrieval_queries": retrieval["queries"],
         "retrieval_before_timed": before["hybrid_questions"],
         "retrieval_settings": retrieval["settings"],
@@ -129,6 +134,18 @@ def table(summary: dict[str, Any]) -> str:
         ),
         ("… `shared` only, before migration 008", retrieval("retrieval_100k_shared_before")),
     ]
+    now_009, before_009 = (
+        s["retrieval_100k_statement_ms"],
+        s["retrieval_100k_statement_before_009_ms"],
+    )
+    if now_009 is not None and before_009 is not None:
+        rows.append(
+            (
+                "… a turn's three scopes in one statement, before / after migration 009",
+                f"p50 {ms(before_009['p50'])} / {ms(now_009['p50'])}, "
+                f"p95 {ms(before_009['p95'])} / {ms(now_009['p95'])}",
+            )
+        )
     rows += load_rows(s.get("load"))
     machine_line = (
         f"{s['machine']['cores']} cores, {s['machine']['model']}, load average "

@@ -106,8 +106,13 @@ async def search_scopes_on(
     k: int,
     tuning: SearchTuning | None = None,
 ) -> dict[Scope, list[Passage]]:
-    """`search_scopes` on a connection the caller holds; without `tuning`, the SQL function's
-    own defaults (and only the five arguments every version of it takes)."""
+    """`search_scopes` on a connection the caller holds.
+
+    With `tuning` (the server), one statement reads the question's words once
+    (`chatbot_text_queries`) and searches each scope with `match_documents_hybrid_queries`,
+    whose plans each connection caches (migration 009). Without, each scope calls
+    `match_documents_hybrid` with the five arguments every version of it takes (001 and 008,
+    which `python -m bench.retrieval` measures on the same data)."""
     names = list(scopes)
     if not names:
         return {}
@@ -126,26 +131,31 @@ async def search_scopes_on(
                 sql.Placeholder(f"scope{i}"), sql.Placeholder(f"agents{i}")
             )
         )
-    tuned = sql.SQL("")
-    if tuning is not None:
+    if tuning is None:
+        # The function runs once per scope (LATERAL), in the order the scopes were given; the
+        # query vector is sent once.
+        source = sql.SQL(
+            "(values {rows}) as s(scope, agents) cross join lateral match_documents_hybrid("
+            "%(embedding)s, %(text)s, s.agents, %(k)s, %(candidates)s) with ordinality as m"
+        )
+    else:
         params |= {
             "ef": tuning.ef_search,
             "scan": tuning.max_scan_tuples,
             "budget": tuning.text_budget,
         }
-        tuned = sql.SQL(
-            ", ef_search => %(ef)s, max_scan_tuples => %(scan)s, text_budget => %(budget)s"
+        source = sql.SQL(
+            "chatbot_text_queries(%(text)s, %(budget)s) as q "
+            "cross join (values {rows}) as s(scope, agents) "
+            "cross join lateral match_documents_hybrid_queries("
+            "%(embedding)s, q.rank_query, q.match_query, s.agents, %(k)s, %(candidates)s, "
+            "ef_search => %(ef)s, max_scan_tuples => %(scan)s, text_budget => %(budget)s"
+            ") with ordinality as m"
         )
-    # The function runs once per scope (LATERAL), in the order the scopes were given; the query
-    # vector is sent once.
     query = sql.SQL(
         "select s.scope, m.id, m.content, m.metadata, m.agent_owner, m.source, m.similarity, "
-        "m.score from (values {rows}) as s(scope, agents) "
-        "cross join lateral match_documents_hybrid("
-        "%(embedding)s, %(text)s, s.agents, %(k)s, %(candidates)s{tuned}"
-        ") with ordinality as m "
-        "order by s.scope, m.ordinality"
-    ).format(rows=sql.SQL(", ").join(rows_sql), tuned=tuned)
+        "m.score from {source} order by s.scope, m.ordinality"
+    ).format(source=source.format(rows=sql.SQL(", ").join(rows_sql)))
     cur = await conn.execute(query, params)
     found: dict[Scope, list[Passage]] = {name: [] for name in names}
     for row in await cur.fetchall():

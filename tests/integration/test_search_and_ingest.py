@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -16,6 +17,7 @@ from ingest.pipeline import ingest_path
 from providers.embeddings import EmbeddingCache
 from store import documents
 from store.documents import EmbeddingMismatch
+from store.migrations import undone
 from store.postgres import embedded_shared_buffers, open_pool, start_embedded
 from tests.integration.conftest import fresh_database
 
@@ -122,6 +124,104 @@ async def test_each_route_scope_searches_its_own_index(data_dir: Path) -> None:
                 assert len(alone) == 10
     finally:
         await pool.close()
+
+
+async def test_cached_plans_search_as_008_did_through_each_scope_index(data_dir: Path) -> None:
+    """Migration 009: the turn's statement (the question's words read once, each scope's plan
+    cached) returns the rows and scores 008's function returned, and each scope's vector search
+    still walks that scope's partial index when the plan is generic (cached)."""
+    url = await fresh_database(data_dir, "search_plans")
+    pool = await open_pool(url)
+    rng = np.random.default_rng(3)
+    words = ["emails", "relance", "bienvenue", "reel", "carrousel", "domaine", "DMARC", "CRM"]
+    owners = ["audrey"] * 45 + ["carole"] * 45 + ["shared"] * 10
+    rows = [(" ".join(rng.choice(words, size=6)), owners[i % 100], unit(rng)) for i in range(2000)]
+    scopes = {
+        "audrey": ("audrey", "shared"),
+        "carole": ("carole", "shared"),
+        "escalate": ("shared",),
+    }
+    indexes = {
+        "documents_embedding_audrey_scope_hnsw_idx",
+        "documents_embedding_carole_scope_hnsw_idx",
+        "documents_embedding_shared_hnsw_idx",
+    }
+    tuning = documents.SearchTuning(40, 100, 20000, 500)
+    question = "Des emails de relance et un reel pour la newsletter ?"
+    try:
+        async with pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "insert into documents (content, agent_owner, embedding, embedding_model, source) "
+                "values (%s, %s, %s, 'm', 's')",
+                rows,
+            )
+            await cur.execute("analyze documents")
+        queries = [unit(rng) for _ in range(4)]
+        async with pool.connection() as conn:
+            async with undone(conn, "009_search_plans"):
+                before = [
+                    {
+                        name: await _scores(conn, query, question, agents, tuning)
+                        for name, agents in scopes.items()
+                    }
+                    for query in queries
+                ]
+            async with undone(conn, "009_search_plans"):
+                cur = await conn.execute(
+                    "select count(*) as n from match_documents_hybrid(%s, %s, %s, 10) "
+                    "where text_rank is not null",
+                    (queries[0], question, list(scopes["audrey"])),
+                )
+                assert (await cur.fetchone())["n"] > 0, "the full-text path took no part"  # type: ignore[index]
+            for query, expected in zip(queries, before, strict=True):
+                found = await documents.search_scopes_on(conn, query, question, scopes, 10, tuning)  # type: ignore[arg-type]
+                assert {
+                    name: [(p.id, round(p.score, 12)) for p in passages]
+                    for name, passages in found.items()
+                } == expected
+                assert all(len(passages) == 10 for passages in found.values())
+            # Plans cached as generic ones, and sorting made the last resort: each scope must
+            # still walk its own partial HNSW index (the values are known to its plan), never
+            # the index of all chunks.
+            async with conn.transaction():
+                await conn.execute("set local plan_cache_mode = force_generic_plan")
+                await conn.execute("set local enable_seqscan = off")
+                await conn.execute("set local enable_sort = off")
+                for _ in range(3):
+                    await documents.search_scopes_on(conn, queries[0], question, scopes, 10, tuning)  # type: ignore[arg-type]
+                cur = await conn.execute(
+                    "select relname, pg_stat_get_xact_numscans(oid) as n from pg_class "
+                    "where relname = any(%s)",
+                    ([*indexes, "documents_embedding_hnsw_idx"],),
+                )
+                scans = {row["relname"]: row["n"] for row in await cur.fetchall()}
+        assert all(scans[name] >= 3 for name in indexes), scans
+        assert scans["documents_embedding_hnsw_idx"] == 0, scans
+    finally:
+        await pool.close()
+
+
+async def _scores(
+    conn: psycopg.AsyncConnection[Any],
+    query: np.ndarray,
+    question: str,
+    agents: tuple[str, ...],
+    tuning: documents.SearchTuning,
+) -> list[tuple[int, float]]:
+    cur = await conn.execute(
+        "select id, score from match_documents_hybrid(%s, %s, %s, 10, %s, "
+        "ef_search => %s, max_scan_tuples => %s, text_budget => %s)",
+        (
+            query,
+            question,
+            list(agents),
+            tuning.candidates,
+            tuning.ef_search,
+            tuning.max_scan_tuples,
+            tuning.text_budget,
+        ),
+    )
+    return [(row["id"], round(row["score"], 12)) for row in await cur.fetchall()]
 
 
 async def test_full_text_ranks_only_rows_with_rare_words_on_a_large_base(
