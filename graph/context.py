@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import field
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from pydantic.dataclasses import dataclass
 from pydantic.json_schema import SkipJsonSchema
 
 from graph.conversation import FOLLOW_UP_MAX_WORDS
+from graph.state import StreamChunk
 from providers import Providers
 
 
@@ -45,6 +47,11 @@ class Context:
     providers: Annotated[Providers | None, SkipValidation, SkipJsonSchema()] = field(
         default=None, repr=False, compare=False
     )
+    # Where the generator hands its chunks when the host reads them itself (the server's turns,
+    # `turns/stream.py`); None: LangGraph's `custom` stream (`langgraph dev`, replays).
+    token_sink: Annotated[
+        Callable[[StreamChunk], None] | None, SkipValidation, SkipJsonSchema()
+    ] = field(default=None, repr=False, compare=False)
 
     def require_providers(self) -> Providers:
         """The providers of this run; the graph fills them in, so only a bare graph lacks them."""

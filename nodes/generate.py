@@ -25,9 +25,11 @@ async def generate(
 ) -> dict[str, Any]:
     """Stream the generator's tokens to the client and return the finished message.
 
-    Only these tokens go to the stream writer: router and reranker output never reaches it.
+    Only these tokens go to the stream writer (or the host's `token_sink`): router and reranker
+    output never reaches it.
     """
     generator = runtime.context.require_providers().generator
+    write = runtime.context.token_sink or runtime.stream_writer
     request = AnswerRequest(
         route=route,
         question=latest_user_message(state.messages),
@@ -46,9 +48,9 @@ async def generate(
             if first_token_s is None:
                 first_token_s = time.perf_counter() - started
             parts.append(chunk.text)
-            runtime.stream_writer(StreamChunk(token=chunk.text))
+            write(StreamChunk(token=chunk.text))
         if chunk.serving_model:
-            runtime.stream_writer(StreamChunk(serving_model=chunk.serving_model))
+            write(StreamChunk(serving_model=chunk.serving_model))
         model = chunk.model or model
         usage = chunk.usage or usage
         fallbacks = chunk.fallbacks or fallbacks

@@ -51,7 +51,7 @@ from turns.events import (
 from turns.handoff import HandoffDesk
 from turns.live import LiveTurn
 from turns.metrics import TurnMetrics
-from turns.stream import Answered, Reranked, Routed, ServingModel, Token, TracedRun
+from turns.stream import Answered, Reranked, Routed, ServingModel, Signal, Token, TracedRun
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class TurnRunner:
                 async with self._running:
                     if lost.is_set():
                         raise TurnLost("the turn's lease expired while it waited to run")
-                    run = self._traced_run(turn)
+                    run = self._traced_run(turn, emit)
                     await self._run_until_lost(run, turn, emit, lost)
         except Exception as exc:
             failure = exc
@@ -441,7 +441,7 @@ class TurnRunner:
                     for turn in chunk:
                         turn.unsaved.set()
 
-    def _traced_run(self, turn: _Turn) -> TracedRun:
+    def _traced_run(self, turn: _Turn, emit: Callable[[TurnEvent], None]) -> TracedRun:
         request = turn.request
         graph_input = turn_input(
             request.message,
@@ -449,7 +449,13 @@ class TurnRunner:
             reply_id=str(turn.reply_id),
             route=request.forced_route,
         )
-        return TracedRun(self._graph, graph_input, self._config(turn), self._context)
+        return TracedRun(
+            self._graph,
+            graph_input,
+            self._config(turn),
+            self._context,
+            on_chunk=lambda signal: self._take(turn, emit, signal),
+        )
 
     def _config(self, turn: _Turn) -> RunnableConfig:
         return {
@@ -482,40 +488,44 @@ class TurnRunner:
     async def _consume(
         self, run: TracedRun, turn: _Turn, emit: Callable[[TurnEvent], None]
     ) -> None:
-        """Map the graph's signals to the stream's events, keeping what must be saved."""
+        """Read the graph's signals until the run ends (its tokens come to `_take` directly)."""
         async for signal in run.signals():
-            match signal:
-                case Token(text):
-                    if turn.first_token_at is None:
-                        turn.first_token_at = time.perf_counter()
-                    turn.parts.append(text)
-                    turn.length += len(text)
-                    turn.unsaved.set()
-                    emit(TokenEvent(id=token_id(turn.length), text=text))
-                case ServingModel(name):
-                    turn.serving_model = name
-                case Routed(decision):
-                    turn.route = decision
-                    turn.unsaved.set()
-                    emit(
-                        RouteEvent(
-                            id=ROUTE_ID,
-                            agent=decision.route,
-                            reason=decision.reason,
-                            confidence=decision.confidence,
-                            router=decision.router,
-                        )
+            self._take(turn, emit, signal)
+
+    def _take(self, turn: _Turn, emit: Callable[[TurnEvent], None], signal: Signal) -> None:
+        """Map a signal to the stream's events, keeping what must be saved."""
+        match signal:
+            case Token(text):
+                if turn.first_token_at is None:
+                    turn.first_token_at = time.perf_counter()
+                turn.parts.append(text)
+                turn.length += len(text)
+                turn.unsaved.set()
+                emit(TokenEvent(id=token_id(turn.length), text=text))
+            case ServingModel(name):
+                turn.serving_model = name
+            case Routed(decision):
+                turn.route = decision
+                turn.unsaved.set()
+                emit(
+                    RouteEvent(
+                        id=ROUTE_ID,
+                        agent=decision.route,
+                        reason=decision.reason,
+                        confidence=decision.confidence,
+                        router=decision.router,
                     )
-                case Reranked(passages, info):
-                    turn.passages, turn.rerank = passages, info
-                    turn.unsaved.set()
-                    emit(
-                        SourcesEvent(
-                            id=SOURCES_ID, sources=sources_of(passages), degraded=info.degraded
-                        )
+                )
+            case Reranked(passages, info):
+                turn.passages, turn.rerank = passages, info
+                turn.unsaved.set()
+                emit(
+                    SourcesEvent(
+                        id=SOURCES_ID, sources=sources_of(passages), degraded=info.degraded
                     )
-                case Answered(meta):
-                    turn.answer = meta
+                )
+            case Answered(meta):
+                turn.answer = meta
 
     def _end_event(self, turn: _Turn, latency_ms: int) -> EndEvent:
         meta = turn.answer

@@ -7,7 +7,8 @@ both go through `TracedRun`, so what a turn records is what a replay records.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -18,7 +19,7 @@ from core.domain import Passage, RouteDecision
 from graph.builder import ChatGraph
 from graph.checkpointer import PooledPostgresSaver
 from graph.context import Context
-from graph.state import AnswerMeta, RerankInfo
+from graph.state import AnswerMeta, RerankInfo, StreamChunk
 from store.postgres import Pool
 from store.runs import RunKind, save_runs
 from turns.recorder import TRACE_MODES, RunRecorder
@@ -57,6 +58,16 @@ class Answered:
 Signal = Token | ServingModel | Routed | Reranked | Answered
 
 
+def chunk_signals(chunk: StreamChunk) -> list[Signal]:
+    """What a chunk the generator wrote means for the turn."""
+    found: list[Signal] = []
+    if name := chunk.get("serving_model"):
+        found.append(ServingModel(str(name)))
+    if text := chunk.get("token"):
+        found.append(Token(str(text)))
+    return found
+
+
 def signals_of(update: dict[str, Any]) -> list[Signal]:
     """What a node's state update means for the turn, read from the fields it writes."""
     found: list[Signal] = []
@@ -73,6 +84,13 @@ class TracedRun:
     """One graph run streamed with the modes the recorder needs.
 
     Iterate `signals()`; then `save()` stores the node records, whatever the outcome.
+
+    With `on_chunk`, the generator's tokens and serving model go to it from the generator's own
+    step (the context's `token_sink`), not through `signals()`: three event-loop hops fewer per
+    token (LangGraph's stream queue, its waiter task, this reader). Under load each hop waits
+    behind all the work ready at that moment, so fewer hops mean steadier gaps between tokens,
+    and less CPU per token. The order is kept: `astream` hands a step's updates (the route,
+    the sources) to its reader before it starts the next step's tasks.
     """
 
     def __init__(
@@ -81,11 +99,15 @@ class TracedRun:
         graph_input: dict[str, Any] | None,
         config: RunnableConfig,
         context: Context | None = None,
+        on_chunk: Callable[[Signal], None] | None = None,
     ):
         self._graph = graph
         # A partial update of ChatState (LangGraph takes a dict where its types say the state).
         self._input: Any = graph_input
         self._config = config
+        self._on_chunk = on_chunk
+        if on_chunk is not None:
+            context = dataclasses.replace(context or Context(), token_sink=self._hand_over)
         self._context = context
         self.recorder = RunRecorder()
         # begin_turn also writes `route` when a caller forces it: report it once.
@@ -104,16 +126,19 @@ class TracedRun:
             async for signal in self._signals():
                 yield signal
 
+    def _hand_over(self, chunk: StreamChunk) -> None:
+        assert self._on_chunk is not None
+        for signal in chunk_signals(chunk):
+            self._on_chunk(signal)
+
     async def _signals(self) -> AsyncIterator[Signal]:
         async for mode, chunk in self._graph.astream(
             self._input, self._config, context=self._context, stream_mode=TRACE_MODES
         ):
             self.recorder.observe(mode, chunk)
             if mode == "custom" and isinstance(chunk, dict):
-                if name := chunk.get("serving_model"):
-                    yield ServingModel(str(name))
-                if text := chunk.get("token"):
-                    yield Token(str(text))
+                for signal in chunk_signals(chunk):  # type: ignore[arg-type]
+                    yield signal
             elif mode == "updates" and isinstance(chunk, dict):
                 for update in chunk.values():
                     if not isinstance(update, dict):
