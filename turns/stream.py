@@ -105,9 +105,13 @@ class TracedRun:
         # A partial update of ChatState (LangGraph takes a dict where its types say the state).
         self._input: Any = graph_input
         self._config = config
-        self._on_chunk = on_chunk
         if on_chunk is not None:
-            context = dataclasses.replace(context or Context(), token_sink=self._hand_over)
+
+            def hand_over(chunk: StreamChunk) -> None:
+                for signal in chunk_signals(chunk):
+                    on_chunk(signal)
+
+            context = dataclasses.replace(context or Context(), token_sink=hand_over)
         self._context = context
         self.recorder = RunRecorder()
         # begin_turn also writes `route` when a caller forces it: report it once.
@@ -125,11 +129,6 @@ class TracedRun:
         async with batched:
             async for signal in self._signals():
                 yield signal
-
-    def _hand_over(self, chunk: StreamChunk) -> None:
-        assert self._on_chunk is not None
-        for signal in chunk_signals(chunk):
-            self._on_chunk(signal)
 
     async def _signals(self) -> AsyncIterator[Signal]:
         async for mode, chunk in self._graph.astream(
